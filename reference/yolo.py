@@ -25,9 +25,12 @@ IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic function, float64, without overflow for any finite z."""
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    p = np.array(z, dtype=np.float64)
+    np.negative(p, out=p)
+    with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709 gives p = 0, the limit
+        np.exp(p, out=p)
+    p += 1.0
+    return np.divide(1.0, p, out=p)
 
 
 def _channels(x: np.ndarray, num_anchors: int, num_classes: int) -> np.ndarray:
