@@ -1,0 +1,191 @@
+"""Tie-aware comparison of an SSD implementation's outputs with the reference.
+
+1. Per image, the reference match is computed with its margins. A truth whose best
+   prior is a near-tie at the dtype's precision may be forced onto any of the tied
+   priors; the engine tries the implementation's candidates (up to MAX_COMBINATIONS per
+   image) and keeps the forced assignment that explains its ``matched`` best.
+2. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
+   comparison is a near-tie; conf_t and loc_t are then checked on the implementation's
+   own admissible choices.
+3. Hard negatives are exact except for priors whose mining score is within the dtype's
+   error of the image's cut-off; the counts must still be right.
+4. Losses and gradients are compared with the reference re-evaluated on the
+   implementation's admissible matches, positives and negatives.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from reference import ssd as rs
+from reference.cases import SsdCase
+
+from . import tolerances as tol
+from .checks import Check, continuous, discrete
+
+MAX_COMBINATIONS = 64
+MAX_CANDIDATES = 8
+
+
+def _explain_score(m, impl_matched, eps):
+    """Number of priors where the implementation's match is not admissible under ``m``."""
+    forced = m.overlap == 2
+    wrong = impl_matched != m.matched
+    if m.overlaps.shape[0]:
+        ok_truth = _near_best(m, impl_matched, eps)
+        wrong &= forced | ~ok_truth
+    return int(wrong.sum())
+
+
+def _near_best(m, chosen, eps):
+    """Per prior: is truth ``chosen`` within eps of the best IoU for that prior?"""
+    n = m.overlaps.shape[0]
+    valid = (chosen >= 0) & (chosen < n)
+    iou = m.overlaps[np.clip(chosen, 0, n - 1), np.arange(m.overlaps.shape[1])]
+    return valid & (iou >= m.overlaps.max(axis=0) - eps["iou"])
+
+
+def _match_image(truths, case, impl_matched, eps):
+    """The reference Match for one image that best explains the implementation's matches."""
+    m = rs.match(truths, case.priors, case.settings.threshold)
+    if impl_matched is None or not len(truths):
+        return m, 0
+    near = np.flatnonzero(m.best_prior_margin < eps["iou"])
+    alts = []
+    for j in near:
+        top = m.overlaps[j, m.best_prior[j]]
+        cand = np.flatnonzero((m.overlaps[j] >= top - eps["iou"]) & (impl_matched >= j))
+        alts.append([int(m.best_prior[j])] + [int(c) for c in cand[:MAX_CANDIDATES] if c != m.best_prior[j]])
+    best, best_score = m, _explain_score(m, impl_matched, eps)
+    for combo in itertools.islice(itertools.product(*alts), 1, MAX_COMBINATIONS):
+        if best_score == 0:
+            break
+        bp = m.best_prior.copy()
+        bp[near] = combo
+        cand = rs.match(truths, case.priors, case.settings.threshold, best_prior=bp)
+        score = _explain_score(cand, impl_matched, eps)
+        if score < best_score:
+            best, best_score = cand, score
+    return best, int(np.sum(best.best_prior != m.best_prior))
+
+
+def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
+    """All checks of one SSD case. ``case`` is already rounded to ``dtype``."""
+    eps, u = tol.decision_eps(dtype), tol.unit(dtype)
+    impl = {k: np.asarray(v) for k, v in out.items()}
+    B, P, _ = case.loc.shape
+    impl_matched = impl.get("matched")
+    resolved = [_match_image(t, case, None if impl_matched is None else impl_matched[i].astype(np.int64), eps)
+                for i, t in enumerate(case.truths)]
+    matches = [m for m, _ in resolved]
+    forced_ties = sum(t for _, t in resolved)
+    ref = rs.targets(case, matches)
+    # Admissible per prior: the implementation's truth where the best-truth choice is a near-tie.
+    adm_match = np.zeros((B, P), bool)
+    adm_pos = np.zeros((B, P), bool)
+    for i, m in enumerate(matches):
+        if m.overlaps.shape[0]:
+            free = m.overlap != 2
+            if impl_matched is not None:
+                adm_match[i] = free & _near_best(m, impl_matched[i].astype(np.int64), eps)
+            adm_pos[i] = m.threshold_margin < eps["iou"]
+    matched = np.where(adm_match, impl_matched if impl_matched is not None else 0, ref["matched"])
+    impl_pos = impl["pos_mask"].astype(bool) if "pos_mask" in impl else (
+        impl["conf_t"] > 0 if "conf_t" in impl else ref["pos_mask"])
+    pos = np.where(adm_pos, impl_pos, ref["pos_mask"])
+    labels = [np.append(t[:, 4], 0).astype(np.int64) for t in case.truths]  # [-1] -> pad
+    conf_t = np.where(pos, np.stack([labels[i][matched[i]] for i in range(B)]) + 1, 0)
+    corners = np.stack([np.vstack([t[:, :4], np.ones((1, 4))])[matched[i]] for i, t in enumerate(case.truths)])
+    loc_t = np.where(pos[..., None], rs.encode(corners.reshape(-1, 4), np.tile(case.priors, (B, 1)),
+                                               case.settings.variances).reshape(B, P, 4), 0.0)
+    score = rs.mining_score(case.conf, conf_t)
+    mining = rs.hard_negative_mask(score, pos, case.settings.neg_pos)
+    score_eps = eps["score"] * (np.log2(case.num_classes) + 4) * (1 + np.abs(case.conf).max(axis=(1, 2)))
+    adm_neg = (mining.margin < score_eps[:, None]) & ~pos
+    neg = np.where(adm_neg, impl["neg_mask"].astype(bool), mining.neg_mask) if "neg_mask" in impl \
+        else mining.neg_mask
+    checks: list[Check] = []
+    if "targets" in parts:
+        checks += _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg,
+                                 forced_ties, score_eps, case, dtype)
+    if "losses" in parts or "gradients" in parts:
+        loss = rs.multibox_loss(case.loc, case.conf, loc_t, conf_t, pos, neg)
+        n_pos = max(int(pos.sum()), 1)
+        loc_err = loc_t_bound(loc_t, case, pos, u)
+        ce_err = (np.log2(case.num_classes) + 4) * u * (1 + np.abs(case.conf).max(axis=2))
+        sel = pos | neg
+        ties = forced_ties + int(adm_neg.sum())
+        if "losses" in parts:
+            bl = loc_err[pos].sum() / n_pos + tol.sum_factor(4 * int(pos.sum())) * u * float(loss["loss_l"])
+            bc = ce_err[sel].sum() / n_pos + tol.sum_factor(int(sel.sum())) * u * float(loss["loss_c"])
+            for key, bound in (("loss_l", bl), ("loss_c", bc)):
+                if key in impl:
+                    checks.append(continuous(key, impl[key], loss[key], tol.SAFETY * bound, dtype, ties=ties))
+        if "gradients" in parts:
+            gl = tol.allowed(loss["grad_loc"], u, rtol=4 * u) + tol.SAFETY * np.where(
+                pos[..., None], loc_err / n_pos, 0)
+            gc = tol.allowed(loss["grad_conf"], u, rtol=4 * u) + tol.SAFETY * np.where(
+                sel, ce_err / n_pos, 0)[..., None]
+            for key, bound in (("grad_loc", gl), ("grad_conf", gc)):
+                if key in impl:
+                    checks.append(continuous(key, impl[key], loss[key], bound, dtype, ties=ties))
+    return checks
+
+
+def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg, forced_ties,
+                   score_eps, case, dtype):
+    u = tol.unit(dtype)
+    checks = []
+    if "matched" in impl:
+        checks.append(discrete("matched", impl["matched"], ref["matched"], admissible=adm_match,
+                               ties=forced_ties + int((adm_match & (impl["matched"] != ref["matched"])).sum())))
+    if "pos_mask" in impl:
+        checks.append(discrete("pos_mask", impl["pos_mask"].astype(bool), ref["pos_mask"], admissible=adm_pos))
+    if "conf_t" in impl:
+        checks.append(discrete("conf_t", impl["conf_t"], conf_t))
+    if "loc_t" in impl:
+        checks.append(continuous("loc_t", impl["loc_t"], loc_t, tol.SAFETY * loc_t_bound(loc_t, case, pos, u),
+                                 dtype, where=np.broadcast_to(pos[..., None], loc_t.shape)))
+    if "neg_mask" in impl:
+        checks.append(discrete("neg_mask", impl["neg_mask"].astype(bool), mining.neg_mask, admissible=adm_neg))
+        # The mined set holds num_neg priors, positives (score 0) included; positives inside
+        # the cut-off's tie band may or may not take a place, so the count of hard
+        # negatives may move by that many, never above num_neg.
+        mined = impl["neg_mask"].astype(bool).sum(axis=1)
+        ref_count = mining.neg_mask.sum(axis=1)
+        slack = (pos & (mining.margin < score_eps[:, None])).sum(axis=1)
+        ok = (mined >= ref_count - slack) & (mined <= np.minimum(ref_count + slack, mining.num_neg))
+        checks.append(discrete("neg_count", mined, ref_count, admissible=ok))
+    if "decoded" in impl:
+        ref_dec = rs.decode(case.loc, case.priors, case.settings.variances)
+        checks.append(continuous("decoded", impl["decoded"], ref_dec, decoded_bound(ref_dec, case, u), dtype))
+    return checks
+
+
+def loc_t_bound(loc_t, case, pos, u):
+    """Error of the encoded targets (B, P, 4), unscaled.
+
+    centre: (cx_g − cx_p) / (v0·w_p): the centre and the difference carry 2u absolute
+    (coordinates ≤ 1), the division by v0·w_p amplifies by 1 / (v0·w_p), plus 2u relative.
+    size: log(w_g / w_p) / v1 with w_g = x2 − x1: absolute error u, i.e. relative u / w_g
+    (cancellation for tiny boxes), plus 2u for the division and the log, all / v1.
+    """
+    v0, v1 = case.settings.variances
+    wp = case.priors[None, :, 2:4]
+    centre = 2 * u / (v0 * wp) + 2 * u * np.abs(loc_t[..., :2])
+    wg = wp * np.exp(loc_t[..., 2:] * v1)
+    size = (u / np.maximum(wg, np.finfo(float).tiny) + 2 * u) / v1 + u * np.abs(loc_t[..., 2:])
+    return np.where(pos[..., None], np.concatenate([centre, size], axis=-1), 0.0)
+
+
+def decoded_bound(ref_dec, case, u):
+    """Decoded corners: centre cx_p + l·v0·w_p has error ~3u·(1 + |l·v0·w_p|); the size
+    w_p·exp(l·v1) has relative error (|l·v1| + 3)u, halved into each corner."""
+    v0, v1 = case.settings.variances
+    pri = case.priors[None]
+    half = np.abs(ref_dec[..., 2:] - ref_dec[..., :2]) / 2
+    size_err = (np.abs(case.loc[..., 2:]) * v1 + 3) * u * half
+    centre_err = 3 * u * (1 + np.abs(case.loc[..., :2]) * v0 * pri[..., 2:])
+    e = centre_err + size_err + u * np.abs(ref_dec[..., :2])
+    return tol.SAFETY * np.concatenate([e, centre_err + size_err + u * np.abs(ref_dec[..., 2:])], axis=-1)

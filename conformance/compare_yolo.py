@@ -1,0 +1,269 @@
+"""Tie-aware comparison of a YOLOv3 implementation's outputs with the reference.
+
+For each layer:
+1. The reference's assignment (best anchor and cell per target) is computed with its
+   margins. A target whose anchor margin or cell margin is below the dtype's decision
+   epsilon has several admissible placements; the engine tries each combination (up to
+   MAX_COMBINATIONS) and keeps the one that reproduces the implementation's obj_mask
+   (or, without obj_mask, its loss_total).
+2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
+   comparison and class_mask cells decided by a near-tie class argmax.
+3. Losses and gradients are compared with the reference re-evaluated on the
+   implementation's own admissible choices (its placements and its noobj_mask).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+
+from reference import yolo as ry
+from reference.cases import YoloCase, round_to
+
+from . import tolerances as tol
+from .checks import Check, continuous, discrete
+
+MAX_COMBINATIONS = 256
+TARGET_KEYS = ("tx", "ty", "tw", "th")
+
+
+def _placements(assignment, targets, grid, eps):
+    """Admissible (anchor, gi, gj) per target: a list of tuples, the reference's first."""
+    gx, gy = targets[:, 2] * grid, targets[:, 3] * grid
+    near_cell = eps["cell"] * grid
+    out = []
+    for t in range(len(targets)):
+        best = assignment.best_anchor[t]
+        anchors = np.flatnonzero(assignment.wh_iou[t] >= assignment.wh_iou[t, best] - eps["iou"])
+        cells = [sorted({int(np.clip(np.floor(g + s), 0, grid - 1)) for s in (-near_cell, 0, near_cell)})
+                 for g in (gx[t], gy[t])]
+        ref = (int(best), int(assignment.gi[t]), int(assignment.gj[t]))
+        alts = [ref] + [(int(a), i, j) for a in anchors for i in cells[0] for j in cells[1]
+                        if (int(a), i, j) != ref]
+        out.append(alts)
+    return out
+
+
+def _choose(case, k, out, eps):
+    """The reference assignment that best explains the implementation's layer-k outputs."""
+    x, anchors = case.outputs[k], case.anchors[k]
+    grid = x.shape[-1]
+    args = (x, case.targets, anchors, case.num_classes, case.img_dim)
+    nominal = ry.assign(case.targets, anchors, grid, case.img_dim, case.settings.ignore_thres)
+    placements = _placements(nominal, case.targets, grid, eps)
+    near = [t for t, alts in enumerate(placements) if len(alts) > 1]
+    impl_obj = out.get(f"layer{k}.obj_mask")
+    impl_total = out.get(f"layer{k}.loss_total")
+    best, best_score = None, np.inf
+    for combo in itertools.islice(itertools.product(*(placements[t] for t in near)), MAX_COMBINATIONS):
+        a = nominal
+        if combo:
+            idx = np.array(near)
+            anchor, gi, gj = (np.array(v, dtype=np.int64) for v in zip(*combo))
+            a = replace(nominal, best_anchor=_put(nominal.best_anchor, idx, anchor),
+                        gi=_put(nominal.gi, idx, gi), gj=_put(nominal.gj, idx, gj))
+        built = ry.build_targets(*args, a)
+        if impl_obj is not None:
+            score = float(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
+        elif impl_total is not None:
+            score = abs(float(impl_total) - float(ry.loss_terms(x, built, case.settings)["loss_total"]))
+        else:
+            score = 0.0
+        if score < best_score:
+            best, best_score = (a, built), score
+        if score == 0:
+            break
+    a, built = best
+    ties = int(np.sum((a.best_anchor != nominal.best_anchor) | (a.gi != nominal.gi) | (a.gj != nominal.gj)))
+    return a, built, ties
+
+
+def _put(base, idx, values):
+    out = base.copy()
+    out[idx] = values
+    return out
+
+
+def _noobj_admissible(a, targets, shape, eps):
+    """Cells whose noobj bit hangs on a near-tie ignore comparison."""
+    adm = np.zeros(shape, bool)
+    t, anc = np.nonzero(a.ignore_margin < eps["iou"])
+    b = targets[t, 0].astype(np.int64)
+    adm[b, anc, a.gj[t], a.gi[t]] = True
+    return adm
+
+
+def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
+    """All checks of one YOLOv3 case. ``case`` is already rounded to ``dtype``."""
+    eps, u = tol.decision_eps(dtype), tol.unit(dtype)
+    checks: list[Check] = []
+    total, total_bound, total_ties = 0.0, 0.0, 0
+    for k, x in enumerate(case.outputs):
+        a, built, ties = _choose(case, k, out, eps)
+        grid = x.shape[-1]
+        pre = f"layer{k}."
+        impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
+        evaluated = dict(built)
+        noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps)
+        if "noobj_mask" in impl:
+            diff = impl["noobj_mask"].astype(bool) != built["noobj_mask"]
+            if not (diff & ~noobj_adm).any():
+                evaluated["noobj_mask"] = impl["noobj_mask"].astype(bool)
+        if "targets" in parts:
+            checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
+        if "losses" in parts:
+            ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
+            bounds = loss_bounds(x, evaluated, case.settings, ref_losses, dtype)
+            checks += [continuous(pre + key, impl[key], ref_losses[key], bounds[key], dtype, ties=ties)
+                       for key in ref_losses if key in impl]
+            total += float(ref_losses["loss_total"])
+            total_bound += bounds["loss_total"]
+            total_ties += ties
+        if "gradients" in parts and "grad" in impl:
+            g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
+            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, evaluated, g, case, dtype),
+                                     dtype, ties=ties))
+    if "losses" in parts and "loss_total" in out:
+        # The layers' totals summed: one more rounding per layer on top of their bounds.
+        bound = total_bound + tol.SAFETY * len(case.outputs) * u * abs(total)
+        checks.append(continuous("loss_total", out["loss_total"], total, bound, dtype, ties=total_ties))
+    return checks
+
+
+def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
+    pre, x, u = f"layer{k}.", case.outputs[k], tol.unit(dtype)
+    grid = x.shape[-1]
+    obj = built["obj_mask"]
+    checks = []
+    if "obj_mask" in impl:
+        checks.append(discrete(pre + "obj_mask", impl["obj_mask"].astype(bool), obj, ties=ties))
+    if "noobj_mask" in impl:
+        checks.append(discrete(pre + "noobj_mask", impl["noobj_mask"].astype(bool), built["noobj_mask"],
+                               admissible=noobj_adm))
+    if "tconf" in impl:
+        checks.append(discrete(pre + "tconf", impl["tconf"], built["tconf"]))
+    if "tcls" in impl:
+        checks.append(discrete(pre + "tcls", impl["tcls"], built["tcls"], where=np.broadcast_to(
+            obj[..., None], built["tcls"].shape)))
+    if "class_mask" in impl:
+        checks.append(discrete(pre + "class_mask", impl["class_mask"], built["class_mask"], where=obj,
+                               admissible=built["class_margin"] < eps["prob"]))
+    # tx, ty: gx = cx·G is one rounded product (error u·G); subtracting the cell index is exact.
+    for key in ("tx", "ty"):
+        if key in impl:
+            checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, atol=u * grid),
+                                     dtype, where=obj, ties=ties))
+    # tw, th: gw/aw carries ≤ 4 roundings (w·G, anchor/stride twice, the division): relative
+    # error 4u, i.e. absolute 4u after the log, plus the log's own u·|tw|.
+    for key in ("tw", "th"):
+        if key in impl:
+            checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, 4 * u, u),
+                                     dtype, where=obj, ties=ties))
+    # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
+    # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
+    if "iou_scores" in impl:
+        tmax = float(np.abs(x).max(initial=0))
+        checks.append(continuous(pre + "iou_scores", impl["iou_scores"], built["iou_scores"],
+                                 tol.allowed(built["iou_scores"], u, 8 * u * (grid + 1 + tmax)),
+                                 dtype, where=obj, ties=ties))
+    if "output" in impl:
+        ref = ry.decode(x, case.anchors[k], case.num_classes, case.img_dim)
+        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, dtype), dtype))
+    return checks
+
+
+def output_bound(x, ref, case, dtype):
+    """Decoded output: xy = (σ + cell)·stride has error ≤ 3u·img_dim; wh = exp(t)·anchor has
+    relative error (|t| + 3)u; conf and cls are σ outputs with relative error 2u."""
+    u = tol.unit(dtype)
+    B, AC, G, _ = x.shape
+    A = AC // (case.num_classes + 5)
+    t = np.moveaxis(x.reshape(B, A, case.num_classes + 5, G, G), 2, -1).reshape(B, A * G * G, -1)
+    bound = np.empty_like(ref)
+    bound[..., :2] = 3 * u * case.img_dim
+    bound[..., 2:4] = (np.abs(t[..., 2:4]) + 3) * u * np.abs(ref[..., 2:4])
+    bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
+    return tol.SAFETY * bound
+
+
+def _sigmoid(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def _bce_element_error(p, t, u, clamp):
+    """Absolute error of one clamped BCE term computed from p = σ(z) rounded to the dtype.
+
+    −log p: p has relative error 2u, so the term has error 2u + u·|log p|.
+    −log(1 − p): 1 − p has relative error 2u·p/(1 − p) + u (σ's error, then the
+    subtraction), so the term has error (2u·p/(1 − p) + u) + u·|log(1 − p)|: the
+    conditioning of BCE on probabilities. A term is at most −clamp, so no error exceeds it.
+    """
+    with np.errstate(divide="ignore"):
+        e1 = 2 * u + u * np.minimum(-np.log(p), -clamp)
+        e0 = 2 * u * p / (1 - p) + u + u * np.minimum(-np.log1p(-p), -clamp)
+    return np.minimum(t * e1 + (1 - t) * e0, -clamp)
+
+
+def loss_bounds(x, built, settings, ref_losses, dtype):
+    """Allowed absolute error of every loss term of one layer (see ``_bce_element_error``)."""
+    u = tol.unit(dtype)
+    B, AC, G, _ = x.shape
+    C = built["tcls"].shape[-1]
+    A = AC // (C + 5)
+    z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
+    obj, noobj = built["obj_mask"], built["noobj_mask"]
+    n_obj, n_noobj = int(obj.sum()), int(noobj.sum())
+    p = round_to(_sigmoid(z[..., 4:]), dtype)
+    clamp = settings.log_clamp
+
+    def mean_bound(errors, mask, value):
+        n = int(mask.sum())
+        return 0.0 if n == 0 else float(errors[mask].sum() / n) + tol.sum_factor(n) * u * float(value)
+
+    b = {}
+    # MSE terms: each difference carries error ε (σ: 2u; tx: u·G; tw: 4u + u|tw|);
+    # mean(2|d|ε + ε²) ≤ 2ε·sqrt(loss) + ε² by Cauchy–Schwarz.
+    for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
+                             ("loss_w", "tw", None), ("loss_h", "th", None)):
+        if eps is None:
+            eps = 4 * u + u * float(np.abs(built[target][obj]).max(initial=0))
+        loss = float(ref_losses[key])
+        b[key] = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
+    conf_err = _bce_element_error(p[..., 0], obj.astype(float), u, clamp)
+    b["loss_conf_obj"] = mean_bound(conf_err, obj, ref_losses["loss_conf_obj"])
+    b["loss_conf_noobj"] = mean_bound(conf_err, noobj, ref_losses["loss_conf_noobj"])
+    b["loss_conf"] = (settings.obj_scale * b["loss_conf_obj"] + settings.noobj_scale * b["loss_conf_noobj"]
+                      + 2 * u * float(ref_losses["loss_conf"]))
+    cls_err = _bce_element_error(p[..., 1:], built["tcls"], u, clamp)
+    b["loss_cls"] = mean_bound(cls_err, np.broadcast_to(obj[..., None], cls_err.shape), ref_losses["loss_cls"])
+    b["loss_total"] = sum(b[k] for k in ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf", "loss_cls")) \
+        + 6 * u * float(ref_losses["loss_total"])
+    return {k: tol.SAFETY * v for k, v in b.items()}
+
+
+def grad_bound(x, built, g, case, dtype):
+    """Gradient of one layer: each element is a short chain (≤ 8 roundings) of its own
+    inputs, so relative error 8u, plus the error of its target scaled by the mean's 2/n
+    (tx: u·G, tw: 4u + u|tw|) and, for BCE terms, the conditioning of p near 0 or 1:
+    where the rounded probability sits within a few ulps of a clamp the derivative is
+    ill-conditioned and may be anything between 0 and its unclamped value."""
+    u = tol.unit(dtype)
+    B, AC, G, _ = x.shape
+    C = case.num_classes
+    A = AC // (C + 5)
+    obj = built["obj_mask"]
+    n_obj = max(int(obj.sum()), 1)
+    bound = np.moveaxis((8 * u * np.abs(g)).reshape(B, A, C + 5, G, G), 2, -1).copy()
+    tw_max = float(np.abs(np.stack([built["tw"], built["th"]])[:, obj]).max(initial=0))
+    bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
+    bound[..., 2:4] += np.where(obj, 2 / n_obj * (4 + tw_max) * u, 0)[..., None]
+    z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
+    p = round_to(_sigmoid(z[..., 4:]), dtype)
+    n_noobj = max(int(built["noobj_mask"].sum()), 1)
+    weight = np.concatenate([
+        (case.settings.obj_scale / n_obj * obj + case.settings.noobj_scale / n_noobj * built["noobj_mask"])[..., None],
+        np.broadcast_to((obj / (n_obj * C))[..., None], p[..., 1:].shape)], axis=-1)
+    saturated = (p <= 8 * u) | (1 - p <= 8 * u)
+    bound += np.where(saturated, weight, 0)
+    return tol.SAFETY * np.moveaxis(bound, -1, 2).reshape(x.shape)

@@ -1,0 +1,96 @@
+"""Run one implementation on one case and check it: the body of every property test."""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, YOLO_LOSS_KEYS,
+                                     YOLO_TARGET_KEYS)
+from reference.cases import SsdCase, YoloCase
+
+from . import compare_ssd, compare_yolo
+
+PARTS = ("targets", "losses", "gradients")
+_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
+_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Target:
+    """One implementation on one device in one dtype."""
+
+    spec: str  # package.module:attr
+    adapter: object
+    device: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.adapter.name}-{self.device}-{self.dtype}"
+
+
+class ConformanceFailure(AssertionError):
+    """An implementation's output departs from the reference beyond its tolerance."""
+
+
+def fingerprint(case) -> str:
+    h = hashlib.sha1(repr(type(case).__name__).encode())
+    for name, value in sorted(vars(case).items()):
+        for a in (value if isinstance(value, tuple) and name != "variances" else (value,)):
+            if isinstance(a, np.ndarray):
+                h.update(np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
+            else:
+                h.update(repr(a).encode())
+    return h.hexdigest()
+
+
+def outputs(target: Target, family: str, case) -> dict:
+    """The adapter's outputs for ``case`` (already rounded), cached across the parts."""
+    key = (target.id, target.spec, family, fingerprint(case))
+    if key not in _CACHE:
+        result = getattr(target.adapter, family)(case, target.device, target.dtype)
+        _CACHE[key] = {k: np.asarray(v) for k, v in dict(result).items()}
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
+def part_keys(family: str, part: str, case) -> tuple:
+    """The output keys one part checks, for this case's layer count."""
+    if family == "ssd":
+        return {"targets": ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded"),
+                "losses": SSD_LOSS_KEYS, "gradients": SSD_GRAD_KEYS}[part]
+    layers = range(len(case.outputs))
+    if part == "targets":
+        return tuple(f"layer{k}.{n}" for k in layers for n in YOLO_TARGET_KEYS + ("output",))
+    if part == "losses":
+        return tuple(f"layer{k}.{n}" for k in layers for n in YOLO_LOSS_KEYS) + ("loss_total",)
+    return tuple(f"layer{k}.grad" for k in layers)
+
+
+def check(target: Target, family: str, part: str, case, record=None):
+    """Run and compare; skip with a reason for what the adapter does not cover."""
+    if not hasattr(target.adapter, family):
+        pytest.skip(f"{target.adapter.name} covers no {family.upper()} loss")
+    reason = target.adapter.skip_reason(target.device)
+    if reason:
+        pytest.skip(f"{target.adapter.name} on {target.device}: {reason}")
+    rounded = case.astype(target.dtype)
+    out = outputs(target, family, rounded)
+    keys = part_keys(family, part, rounded)
+    if not any(k in out for k in keys):
+        pytest.skip(f"{target.adapter.name} returns no {part} ({', '.join(keys[:3])}, ...)")
+    compare = compare_yolo.compare if family == "yolo" else compare_ssd.compare
+    checks = compare(rounded, out, target.dtype, parts=(part,))
+    failed = [c for c in checks if not c.passed]
+    if record is not None:
+        for c in checks:
+            record(target, family, part, c, case.name or fingerprint(case)[:12])
+    if failed:
+        raise ConformanceFailure("\n\n".join(c.message for c in failed))
