@@ -299,38 +299,60 @@ def _bce_grad(p: np.ndarray, t, log_clamp: float) -> np.ndarray:
     return (1.0 - t) * p * act_q - t * (1.0 - p) * act_p
 
 
-def gradient(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
-             prob_dtype: str = "float64") -> np.ndarray:
-    """d loss_total / d x, float64, shape of x (B, A*(C+5), G, G) (Y9).
+TERMS = ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf_obj", "loss_conf_noobj", "loss_cls")
 
-    With prob_dtype other than float64 the rounding is treated as the identity, except
-    that a log clamp made active by the rounded probability zeroes that log's derivative.
-    """
+
+def _weighted_gradient(x: np.ndarray, built: dict, settings: YoloSettings, prob_dtype: str,
+                       weights: dict) -> np.ndarray:
+    """d (sum of weights[term] * term) / d x for the unscaled terms of TERMS."""
     x = np.asarray(x, dtype=np.float64)
     xc, ob, raw, conf_noobj = _layer_pieces(x, built)
     noobj = built["noobj_mask"]
     n_obj, n_noobj = len(ob[0]), len(conf_noobj)
     clamp = settings.log_clamp
     grad = np.zeros_like(xc)
-    if n_noobj:
+    if n_noobj and weights["loss_conf_noobj"]:
         p = round_to(sigmoid(conf_noobj), prob_dtype)
         g_conf = np.zeros(noobj.shape)
-        g_conf[noobj] = settings.noobj_scale * _bce_grad(p, 0.0, clamp) / n_noobj
+        g_conf[noobj] = weights["loss_conf_noobj"] * _bce_grad(p, 0.0, clamp) / n_noobj
         grad[:, :, 4] = g_conf
     if n_obj:
         ncls = raw.shape[1] - 5
         rows = np.empty_like(raw)
         px, py = sigmoid(raw[:, 0]), sigmoid(raw[:, 1])
-        rows[:, 0] = 2.0 * (px - built["tx"][ob]) * px * (1.0 - px) / n_obj
-        rows[:, 1] = 2.0 * (py - built["ty"][ob]) * py * (1.0 - py) / n_obj
-        rows[:, 2] = 2.0 * (raw[:, 2] - built["tw"][ob]) / n_obj
-        rows[:, 3] = 2.0 * (raw[:, 3] - built["th"][ob]) / n_obj
+        rows[:, 0] = weights["loss_x"] * 2.0 * (px - built["tx"][ob]) * px * (1.0 - px) / n_obj
+        rows[:, 1] = weights["loss_y"] * 2.0 * (py - built["ty"][ob]) * py * (1.0 - py) / n_obj
+        rows[:, 2] = weights["loss_w"] * 2.0 * (raw[:, 2] - built["tw"][ob]) / n_obj
+        rows[:, 3] = weights["loss_h"] * 2.0 * (raw[:, 3] - built["th"][ob]) / n_obj
         p_obj = round_to(sigmoid(raw[:, 4]), prob_dtype)
-        rows[:, 4] = settings.obj_scale * _bce_grad(p_obj, 1.0, clamp) / n_obj
+        rows[:, 4] = weights["loss_conf_obj"] * _bce_grad(p_obj, 1.0, clamp) / n_obj
         p_cls = round_to(sigmoid(raw[:, 5:]), prob_dtype)
-        rows[:, 5:] = _bce_grad(p_cls, built["tcls"][ob], clamp) / (n_obj * ncls)
+        rows[:, 5:] = weights["loss_cls"] * _bce_grad(p_cls, built["tcls"][ob], clamp) / (
+            n_obj * ncls)
         grad[ob[0], ob[1], :, ob[2], ob[3]] = rows
     return grad.reshape(x.shape)
+
+
+def gradient(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
+             prob_dtype: str = "float64") -> np.ndarray:
+    """d loss_total / d x, float64, shape of x (B, A*(C+5), G, G) (Y9).
+
+    Uses only built["obj_mask"], ["noobj_mask"], tx, ty, tw, th, tcls. With prob_dtype
+    other than float64 the rounding is treated as the identity, except that a log clamp
+    made active by the rounded probability zeroes that log's derivative.
+    """
+    weights = dict.fromkeys(TERMS, 1.0)
+    weights["loss_conf_obj"] = settings.obj_scale
+    weights["loss_conf_noobj"] = settings.noobj_scale
+    return _weighted_gradient(x, built, settings, prob_dtype, weights)
+
+
+def term_gradients(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
+                   prob_dtype: str = "float64") -> dict:
+    """d term / d x for each unscaled term in TERMS, each shaped like x, float64 (Y9)."""
+    return {term: _weighted_gradient(x, built, settings, prob_dtype,
+                                     {t: float(t == term) for t in TERMS})
+            for term in TERMS}
 
 
 # ---------------------------------------------------------------- Y13 validation
