@@ -25,7 +25,7 @@ SPEC_VERSION = "1"  # bump when reference/spec/*.md changes a decided rule
 GENERATOR_VERSION = "1"  # bump when conformance/corpus.py or this format changes
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 MANIFEST = "manifest.json"
-RTOL = 1e-12  # --check tolerance on regenerated float values
+RTOL = 1e-9  # --check tolerance: another libm moves last bits, conditioning amplifies them
 ATOL = 1e-12
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
