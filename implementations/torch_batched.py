@@ -331,15 +331,21 @@ def cross_entropy(conf: torch.Tensor, conf_t: torch.Tensor) -> torch.Tensor:
     return log_sum_exp(conf) - picked
 
 
-def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int) -> torch.Tensor:
+def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int,
+                       topk: bool = False) -> torch.Tensor:
     """(B, P) bool hard negatives (S10): the num_neg highest scores, minus the positives.
 
     score (B, P) mining score (0 at positives), pos (B, P) bool. num_neg =
-    min(neg_pos * num_pos, P - 1) per image; equal scores ranked by lowest prior index.
+    min(neg_pos * num_pos, P - 1) per image. The default stable sort ranks equal scores by
+    lowest prior index (the reference's order); ``topk=True`` ranks with a full-row top-k
+    instead (what ONNX export supports; its tie order is the runtime's, admissible per S10).
     """
     p_ = score.shape[1]
     score = torch.where(pos, torch.zeros_like(score), score).detach()
-    order = torch.sort(score, dim=1, descending=True, stable=True).indices
+    if topk:
+        order = torch.topk(score, p_, dim=1, largest=True, sorted=True).indices
+    else:
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices
     ranks = torch.arange(p_, device=score.device).expand_as(order)
     rank = torch.empty_like(order).scatter(1, order, ranks)       # a permutation: no duplicates
     num_pos = pos.sum(dim=1, keepdim=True)
@@ -349,16 +355,17 @@ def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int) -> 
 
 def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor,
                   truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-                  threshold: float = 0.5, neg_pos: int = 3, variances=(0.1, 0.2)) -> dict:
+                  threshold: float = 0.5, neg_pos: int = 3, variances=(0.1, 0.2),
+                  topk: bool = False) -> dict:
     """The whole SSD loss (S2..S13), loop-free; every key of implementations/adapter.py but grads.
 
     loc (B, P, 4), conf (B, P, C) logits, priors (P, 4) centre-size; truths (B, M, 4),
-    labels (B, M), valid (B, M) padded as in ``match``.
+    labels (B, M), valid (B, M) padded as in ``match``; ``topk`` as in hard_negative_mask.
     """
     m = match(truths, labels, valid, priors, threshold, variances)
     pos = m["conf_t"] > 0
     ce = cross_entropy(conf, m["conf_t"])
-    neg = hard_negative_mask(ce, pos, neg_pos)
+    neg = hard_negative_mask(ce, pos, neg_pos, topk)
     n = torch.clamp(pos.sum().to(loc.dtype), min=1.0)             # S12: 0/0 read as 0
     diff = loc - m["loc_t"]
     ad = diff.abs()
