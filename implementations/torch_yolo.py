@@ -20,7 +20,7 @@ asks for. Fixes relative to the seed, rule by rule:
       duplicate indices pick an arbitrary winner on CUDA and with many targets on CPU.
 - Y6  tw = log(gw / aw + 1e-16): unchanged.
 - Y7  BCE is written out with each log clamped from below at ``log_clamp`` (-100), instead
-      of ``nn.BCELoss``; losses use explicit masked means. log(1 - p) is ``log1p(-p)``, as
+      of ``nn.BCELoss``, on the seed's masked selections. log(1 - p) is ``log1p(-p)``, as
       PyTorch's BCELoss computes it.
 - Y8  A mean over no element is 0 with zero gradient (the seed: NaN).
 - Y9  Gradients come from autograd through the explicit BCE: the derivative of a clamped
@@ -162,11 +162,9 @@ def bce(p: torch.Tensor, t: torch.Tensor, log_clamp: float) -> torch.Tensor:
     return -(t * clamped_log(p, log_clamp) + (1 - t) * clamped_log1m(p, log_clamp))
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of values where mask (broadcast to values' shape) is set; 0 with zero gradient if none (Y8)."""
-    mask = mask.expand_as(values)
-    total = torch.where(mask, values, torch.zeros_like(values)).sum()
-    return total / mask.sum().clamp(min=1).to(values.dtype)
+def mean_or_zero(values: torch.Tensor) -> torch.Tensor:
+    """Mean of all elements of values; 0 (with zero gradient) when there are none (Y8)."""
+    return values.sum() / max(values.numel(), 1)
 
 
 def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, num_classes: int,
@@ -182,14 +180,14 @@ def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, nu
     t = build_targets(d["pred_boxes"], d["cls"].detach(), targets, d["scaled_anchors"],
                       settings.ignore_thres)
     obj, noobj, clamp = t["obj_mask"], t["noobj_mask"], settings.log_clamp
-    loss = {
-        "loss_x": masked_mean((d["px"] - t["tx"]) ** 2, obj),
-        "loss_y": masked_mean((d["py"] - t["ty"]) ** 2, obj),
-        "loss_w": masked_mean((d["w"] - t["tw"]) ** 2, obj),
-        "loss_h": masked_mean((d["h"] - t["th"]) ** 2, obj),
-        "loss_conf_obj": masked_mean(bce(d["conf"], t["tconf"], clamp), obj),
-        "loss_conf_noobj": masked_mean(bce(d["conf"], t["tconf"], clamp), noobj),
-        "loss_cls": masked_mean(bce(d["cls"], t["tcls"], clamp), obj.unsqueeze(-1)),
+    loss = {  # the seed's masked selections, then means that are 0 over nothing
+        "loss_x": mean_or_zero((d["px"][obj] - t["tx"][obj]) ** 2),
+        "loss_y": mean_or_zero((d["py"][obj] - t["ty"][obj]) ** 2),
+        "loss_w": mean_or_zero((d["w"][obj] - t["tw"][obj]) ** 2),
+        "loss_h": mean_or_zero((d["h"][obj] - t["th"][obj]) ** 2),
+        "loss_conf_obj": mean_or_zero(-clamped_log(d["conf"][obj], clamp)),  # bce(conf, 1)
+        "loss_conf_noobj": mean_or_zero(-clamped_log1m(d["conf"][noobj], clamp)),  # bce(conf, 0)
+        "loss_cls": mean_or_zero(bce(d["cls"][obj], t["tcls"][obj], clamp)),
     }
     loss["loss_conf"] = (settings.obj_scale * loss["loss_conf_obj"]
                          + settings.noobj_scale * loss["loss_conf_noobj"])
