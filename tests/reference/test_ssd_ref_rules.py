@@ -192,3 +192,10 @@ def test_S14_invalid_input_is_a_typed_error():
         ssd.evaluate(case_of([[[0.5, 0.0, 0.5, 0.5, 0]]]))  # zero width
     with pytest.raises(LabelError):
         ssd.evaluate(case_of([[[0.0, 0.0, 0.5, 0.5, 1.5]]]))  # seed would truncate to 1
+
+
+def test_S3_margins_are_infinite_without_a_runner_up():
+    one_prior = ssd.match(np.array([T0]), QUADRANTS[:1], 0.5)
+    assert_array_equal(one_prior.best_prior_margin, [np.inf])
+    assert_array_equal(one_prior.best_truth_margin, [np.inf])
+    assert_array_equal(one_prior.threshold_margin, [np.inf])  # forced
