@@ -137,7 +137,6 @@ def targets(case: SsdCase, matches: list) -> dict:
     loc_t (B, P, 4) float64 (0 at background priors), pos_mask (B, P) bool.
     """
     priors, threshold = case.priors, case.settings.threshold
-    num_priors = len(priors)
     matched = np.stack([m.matched for m in matches]).astype(np.int64)
     conf_t = np.zeros(matched.shape, dtype=np.int64)
     loc_t = np.zeros(matched.shape + (4,))
@@ -149,7 +148,6 @@ def targets(case: SsdCase, matches: list) -> dict:
         rows = np.asarray(truth, dtype=np.float64).reshape(-1, 5)[m.matched[idx]]
         conf_t[b, idx] = rows[:, 4].astype(np.int64) + 1
         loc_t[b, idx] = encode(rows[:, :4], priors[idx], case.settings.variances)
-    assert conf_t.shape[1] == num_priors
     return {"matched": matched, "conf_t": conf_t, "loc_t": loc_t, "pos_mask": conf_t > 0}
 
 

@@ -1,6 +1,6 @@
 """SSD reference box helpers, by hand: point_form, center_size, iou, encode/decode."""
 import numpy as np
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_allclose
 
 from reference import ssd
 
