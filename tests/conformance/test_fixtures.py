@@ -209,3 +209,12 @@ def test_committed_fixtures_load_and_stay_small():
     assert names == sorted(names) and len(names) == len(corpus.all_cases())
     size = sum(p.stat().st_size for p in fixtures.DEFAULT_DIR.iterdir())
     assert size < 4.5 * 2 ** 20
+
+
+def test_command_line(tmp_path, capsys):
+    from conformance.__main__ import main
+    assert main(["regen", "--dir", str(tmp_path)]) == 0
+    assert main(["regen", "--check", "--dir", str(tmp_path)]) == 0
+    (tmp_path / "S6_iou_exactly_half.npz").unlink()
+    assert main(["regen", "--check", "--dir", str(tmp_path)]) == 1
+    assert "S6_iou_exactly_half.npz: missing" in capsys.readouterr().err
