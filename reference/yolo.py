@@ -23,14 +23,18 @@ IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)
 
 # ---------------------------------------------------------------- small helpers
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function, float64, without overflow for any finite z."""
-    p = np.array(z, dtype=np.float64)
-    np.negative(p, out=p)
-    with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709 gives p = 0, the limit
-        np.exp(p, out=p)
-    p += 1.0
-    return np.divide(1.0, p, out=p)
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function in float64, written to ``out`` (a new array if None).
+
+    1 / (1 + exp(-z)) is accurate to a few ulp for every z in float64; exp overflows to inf
+    for z < -709 and gives 0, the limit.
+    """
+    out = np.empty(np.shape(z)) if out is None else out
+    np.negative(z, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return np.divide(1.0, out, out=out)
 
 
 def _channels(x: np.ndarray, num_anchors: int, num_classes: int) -> np.ndarray:
@@ -70,12 +74,14 @@ def decode(x: np.ndarray, anchors: np.ndarray, num_classes: int, img_dim: float)
     xc = _channels(x, na, num_classes)
     stride = img_dim / g
     out = np.empty((bsz, na, g, g, num_classes + 5))
+    sigmoid(xc.transpose(0, 1, 3, 4, 2), out=out)  # every column; boxes overwritten below
     grid = np.arange(g, dtype=np.float64)
-    out[..., 0] = (sigmoid(xc[:, :, 0]) + grid[None, None, None, :]) * stride
-    out[..., 1] = (sigmoid(xc[:, :, 1]) + grid[None, None, :, None]) * stride
+    out[..., 0] += grid[None, None, None, :]
+    out[..., 0] *= stride
+    out[..., 1] += grid[None, None, :, None]
+    out[..., 1] *= stride
     out[..., 2] = np.exp(xc[:, :, 2]) * anchors_g[None, :, 0, None, None] * stride
     out[..., 3] = np.exp(xc[:, :, 3]) * anchors_g[None, :, 1, None, None] * stride
-    out[..., 4:] = sigmoid(xc[:, :, 4:]).transpose(0, 1, 3, 4, 2)
     return out.reshape(bsz, na * g * g, num_classes + 5)
 
 
@@ -364,6 +370,10 @@ def _first_bad(mask: np.ndarray):
 
 
 def _check_finite(name: str, a: np.ndarray, error=InvalidInputError):
+    """Raise ``error`` naming the first non-finite element of ``a``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):  # fast path: any NaN or inf makes the sum non-finite
+            return
     bad = _first_bad(~np.isfinite(a))
     if bad is not None:
         row = bad[0] if a.ndim == 1 else bad
