@@ -111,7 +111,7 @@ class Assignment:
 
 
 def wh_iou(anchors_g: np.ndarray, gwh: np.ndarray) -> np.ndarray:
-    """(T, A) IoU of centred boxes: target sizes gwh (T, 2) against anchors (A, 2), grid units (Y2)."""
+    """(T, A) IoU of centred boxes, target sizes gwh (T, 2) vs anchors (A, 2), grid units (Y2)."""
     aw, ah = anchors_g[None, :, 0], anchors_g[None, :, 1]
     gw, gh = gwh[:, 0:1], gwh[:, 1:2]
     inter = np.minimum(aw, gw) * np.minimum(ah, gh)
@@ -153,6 +153,24 @@ def assign(targets: np.ndarray, anchors: np.ndarray, grid_size: int, img_dim: fl
 
 # ---------------------------------------------------------------- Y4-Y6, Y11, Y12 targets
 
+def check_assignment(assignment: Assignment, num_targets: int, num_anchors: int,
+                     grid_size: int) -> None:
+    """Raise a typed error if an (overridden) assignment does not fit the layer."""
+    for name, size in (("best_anchor", num_anchors), ("gi", grid_size), ("gj", grid_size)):
+        v = np.asarray(getattr(assignment, name))
+        if v.shape != (num_targets,):
+            raise ShapeError(f"assignment.{name}", None, v.shape,
+                             f"must have shape ({num_targets},)")
+        bad = np.nonzero((v < 0) | (v >= size))[0]
+        if len(bad):
+            raise InvalidInputError(f"assignment.{name}", int(bad[0]), int(v[bad[0]]),
+                                    f"must be in [0, {size})")
+    ignore = np.asarray(assignment.ignore)
+    if ignore.shape != (num_targets, num_anchors):
+        raise ShapeError("assignment.ignore", None, ignore.shape,
+                         f"must have shape ({num_targets}, {num_anchors})")
+
+
 def _last_wins(keys: np.ndarray) -> np.ndarray:
     """Indices of the last occurrence of each distinct key, in ascending row order (Y5)."""
     _, first_in_reversed = np.unique(keys[::-1], return_index=True)
@@ -188,6 +206,7 @@ def build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_c
     shape = (bsz, na, g, g)
     b = targets[:, 0].astype(np.int64)
     label = targets[:, 1].astype(np.int64)
+    check_assignment(assignment, len(targets), na, g)
     best, gi, gj = assignment.best_anchor, assignment.gi, assignment.gj
     cell = _cell_index(b, best, gj, gi, na, g)
 

@@ -98,3 +98,14 @@ def test_valid_edges_accepted():
     rows = [[0, 0, 0.0, 1.0, 1.0, 1e-9], [1, 1, 1.0, 0.0, 1e-9, 1.0]]
     yolo.validate(make(targets=rows))
     yolo.validate(make(targets=np.zeros((0, 6))))
+
+
+def test_assignment_override_out_of_range_is_typed_error():
+    import dataclasses
+    case = make()
+    asg = yolo.assign(case.targets, ANCHORS, 2, case.img_dim, 0.5)
+    with pytest.raises(InvalidInputError) as info:
+        yolo.evaluate(case, assignments=[dataclasses.replace(asg, gi=asg.gi + 2)])
+    assert info.value.field == "assignment.gi" and info.value.row == 0 and info.value.value == 3
+    with pytest.raises(ShapeError):
+        yolo.evaluate(case, assignments=[dataclasses.replace(asg, ignore=asg.ignore[:, :1])])

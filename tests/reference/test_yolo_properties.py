@@ -157,6 +157,7 @@ def test_evaluate_uses_assignment_overrides(case):
     res = yolo.evaluate(case, assignments=[shifted])
     built = yolo.build_targets(x, case.targets, anchors, case.num_classes, case.img_dim, shifted)
     assert_array_equal(res["layer0.obj_mask"], built["obj_mask"])
-    assert_array_equal(res["layer0.loss_total"], yolo.loss_terms(x, built, case.settings)["loss_total"])
+    want = yolo.loss_terms(x, built, case.settings)["loss_total"]
+    assert_array_equal(res["layer0.loss_total"], want)
     rows = np.nonzero(built["obj_mask"])
     assert set(rows[3].tolist()) <= set(((asg.gi + 1) % g).tolist())
