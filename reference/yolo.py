@@ -141,13 +141,12 @@ def assign(targets: np.ndarray, anchors: np.ndarray, grid_size: int, img_dim: fl
     anchors_g = scaled_anchors(anchors, grid_size, img_dim)
     gxy = targets[:, 2:4] * grid_size
     ious = wh_iou(anchors_g, targets[:, 4:6] * grid_size)
-    best = np.argmax(ious, axis=1).astype(np.int64) if len(targets) else np.zeros(0, np.int64)
     cell = np.minimum(np.floor(gxy), grid_size - 1).astype(np.int64)
-    cell_margin = _boundary_distance(gxy, grid_size).min(axis=1) if len(targets) else np.zeros(0)
-    return Assignment(best_anchor=best, gi=cell[:, 0], gj=cell[:, 1],
+    return Assignment(best_anchor=np.argmax(ious, axis=1).astype(np.int64),  # first on ties
+                      gi=cell[:, 0], gj=cell[:, 1],
                       ignore=ious > ignore_thres, wh_iou=ious,
                       anchor_margin=_top_two_margin(ious),
-                      cell_margin=cell_margin,
+                      cell_margin=_boundary_distance(gxy, grid_size).min(axis=1),
                       ignore_margin=np.abs(ious - ignore_thres))
 
 
