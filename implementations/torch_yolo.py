@@ -4,9 +4,10 @@ The algorithm is the seed's (decode, best anchor by wh-IoU, one cell per target,
 mask, MSE and BCE with masked means), with every fix the spec (reference/spec/yolo.md)
 asks for. Fixes relative to the seed, rule by rule:
 
-- Y1  Decode: unchanged. pred_boxes is built on the input's device and dtype (the seed
-      built it with ``torch.FloatTensor`` on the CPU) and detached with ``.detach()``,
-      not ``.data``.
+- Y1  Decode: unchanged. pred_boxes and the layer output are built on the input's device
+      and dtype (the seed built pred_boxes with ``torch.FloatTensor`` on the CPU) under
+      ``torch.no_grad()`` (not ``.data``); the output carries no gradient. The loss takes
+      the logits at the masked cells first and applies sigmoid there (same values).
 - Y2  Best anchor: ``argmax`` over anchors, lowest index on exact ties (as the seed).
 - Y3  Cell: gi = min(floor(gx), G - 1), gj likewise; tx = gx - gi, ty = gy - gj. The seed
       truncated with ``.long()`` and raised IndexError (CPU) or a device assert (CUDA) for
@@ -41,32 +42,29 @@ import torch
 from reference.cases import YoloSettings
 
 
-def decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_dim: float) -> dict:
-    """Split and decode one layer's raw head output (Y1).
+@torch.no_grad()
+def decode(p: torch.Tensor, anchors: torch.Tensor, img_dim: float) -> dict:
+    """Decode one layer's predictions p (B, A, G, G, C+5) (x viewed, permuted), no gradients (Y1).
 
-    x: (B, A*(C+5), G, G) logits. anchors: (A, 2) anchor (w, h) in pixels, same dtype.
-    Returns px, py (B, A, G, G) sigmoid offsets in cells; w, h (B, A, G, G) raw logits;
-    conf (B, A, G, G) and cls (B, A, G, G, C) probabilities; pred_boxes (B, A, G, G, 4)
-    (cx, cy, w, h) in grid units, detached; scaled_anchors (A, 2) in grid units;
-    output (B, A*G*G, 5+C) box in pixels, conf, cls.
+    anchors: (A, 2) anchor (w, h) in pixels, p's dtype. Returns conf (B, A, G, G) and cls
+    (B, A, G, G, C) probabilities; pred_boxes (B, A, G, G, 4) (cx, cy, w, h) in grid units;
+    scaled_anchors (A, 2) in grid units; output (B, A*G*G, 5+C) box in pixels, conf, cls.
     """
-    B, _, G, _ = x.shape
-    A = anchors.shape[0]
+    B, A, G, _, _ = p.shape
     stride = img_dim / G
-    p = x.view(B, A, num_classes + 5, G, G).permute(0, 1, 3, 4, 2)
-    px, py = torch.sigmoid(p[..., 0]), torch.sigmoid(p[..., 1])
-    w, h = p[..., 2], p[..., 3]
-    conf, cls = torch.sigmoid(p[..., 4]), torch.sigmoid(p[..., 5:])
     scaled_anchors = anchors / stride
-    grid = torch.arange(G, device=x.device, dtype=x.dtype)
-    pred_boxes = torch.stack((px.detach() + grid.view(1, 1, 1, G),
-                              py.detach() + grid.view(1, 1, G, 1),
-                              torch.exp(w.detach()) * scaled_anchors[:, 0].view(1, A, 1, 1),
-                              torch.exp(h.detach()) * scaled_anchors[:, 1].view(1, A, 1, 1)), -1)
-    output = torch.cat((pred_boxes.reshape(B, -1, 4) * stride,
-                        conf.reshape(B, -1, 1), cls.reshape(B, -1, num_classes)), -1)
-    return {"px": px, "py": py, "w": w, "h": h, "conf": conf, "cls": cls,
-            "pred_boxes": pred_boxes, "scaled_anchors": scaled_anchors, "output": output}
+    grid = torch.arange(G, device=p.device, dtype=p.dtype)
+    pred_boxes = torch.stack((torch.sigmoid(p[..., 0]) + grid.view(1, 1, 1, G),
+                              torch.sigmoid(p[..., 1]) + grid.view(1, 1, G, 1),
+                              torch.exp(p[..., 2]) * scaled_anchors[:, 0].view(1, A, 1, 1),
+                              torch.exp(p[..., 3]) * scaled_anchors[:, 1].view(1, A, 1, 1)), -1)
+    output = torch.empty(p.shape, device=p.device, dtype=p.dtype)
+    torch.sigmoid(p, out=output)  # one pass: conf and cls in place, the box columns overwritten
+    output[..., :4] = pred_boxes * stride
+    conf, cls = output[..., 4], output[..., 5:]
+    output = output.view(B, A * G * G, -1)
+    return {"conf": conf, "cls": cls, "pred_boxes": pred_boxes,
+            "scaled_anchors": scaled_anchors, "output": output}
 
 
 def wh_iou(anchors: torch.Tensor, gwh: torch.Tensor) -> torch.Tensor:
@@ -176,18 +174,25 @@ def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, nu
     mask of ``build_targets`` and the scalar loss terms loss_x ... loss_total (0-d tensors
     in x's dtype, differentiable with respect to x).
     """
-    d = decode(x, anchors, num_classes, img_dim)
-    t = build_targets(d["pred_boxes"], d["cls"].detach(), targets, d["scaled_anchors"],
+    B, _, G, _ = x.shape
+    x5 = x.view(B, anchors.shape[0], num_classes + 5, G, G)  # Y1: channels of each anchor
+    d = decode(x5.permute(0, 1, 3, 4, 2), anchors, img_dim)
+    t = build_targets(d["pred_boxes"], d["cls"], targets, d["scaled_anchors"],
                       settings.ignore_thres)
     obj, noobj, clamp = t["obj_mask"], t["noobj_mask"], settings.log_clamp
+    # Select logits in x's own (B, A, C+5, G, G) layout so that backward writes into a
+    # contiguous gradient of x's shape (no full-size permute copies).
+    b, a, gj, gi = torch.nonzero(obj, as_tuple=True)
+    at_obj = x5[b, a, :, gj, gi]  # (n_obj, C+5), cells in obj_mask's C order
+    conf_noobj = torch.sigmoid(x5[:, :, 4][noobj])
     loss = {  # the seed's masked selections, then means that are 0 over nothing
-        "loss_x": mean_or_zero((d["px"][obj] - t["tx"][obj]) ** 2),
-        "loss_y": mean_or_zero((d["py"][obj] - t["ty"][obj]) ** 2),
-        "loss_w": mean_or_zero((d["w"][obj] - t["tw"][obj]) ** 2),
-        "loss_h": mean_or_zero((d["h"][obj] - t["th"][obj]) ** 2),
-        "loss_conf_obj": mean_or_zero(-clamped_log(d["conf"][obj], clamp)),  # bce(conf, 1)
-        "loss_conf_noobj": mean_or_zero(-clamped_log1m(d["conf"][noobj], clamp)),  # bce(conf, 0)
-        "loss_cls": mean_or_zero(bce(d["cls"][obj], t["tcls"][obj], clamp)),
+        "loss_x": mean_or_zero((torch.sigmoid(at_obj[:, 0]) - t["tx"][obj]) ** 2),
+        "loss_y": mean_or_zero((torch.sigmoid(at_obj[:, 1]) - t["ty"][obj]) ** 2),
+        "loss_w": mean_or_zero((at_obj[:, 2] - t["tw"][obj]) ** 2),
+        "loss_h": mean_or_zero((at_obj[:, 3] - t["th"][obj]) ** 2),
+        "loss_conf_obj": mean_or_zero(-clamped_log(torch.sigmoid(at_obj[:, 4]), clamp)),
+        "loss_conf_noobj": mean_or_zero(-clamped_log1m(conf_noobj, clamp)),
+        "loss_cls": mean_or_zero(bce(torch.sigmoid(at_obj[:, 5:]), t["tcls"][obj], clamp)),
     }
     loss["loss_conf"] = (settings.obj_scale * loss["loss_conf_obj"]
                          + settings.noobj_scale * loss["loss_conf_noobj"])
