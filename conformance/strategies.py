@@ -30,8 +30,8 @@ except ImportError:  # pragma: no cover - only while reference/priors.py is bein
 COORD_BITS = 8  # coordinates are k / 256
 NEAR = 2.0**-30  # an offset that float32 rounds away near 0.25 .. 1 (its ulp there is >= 2**-25)
 
-YOLO_FEATURES = ("plain", "shared_cell", "anchor_tie", "ignore_threshold", "cell_boundary",
-                 "tiny_extreme", "no_targets", "near_tie")
+YOLO_FEATURES = ("plain", "shared_cell", "anchor_tie", "no_targets", "ignore_threshold",
+                 "cell_boundary", "tiny_extreme", "near_tie")
 SSD_FEATURES = ("plain", "threshold_iou", "tied_priors", "shared_best_prior", "no_overlap",
                 "many_positives", "tiny_extreme", "no_truths", "near_tie")
 LOGIT_KINDS = ("small", "wide", "saturated", "tied", "near_tie")
@@ -48,8 +48,16 @@ def binary_fractions(lo: float, hi: float, bits: int = COORD_BITS) -> st.SearchS
 
 
 def _weighted(choices: tuple, weights: tuple) -> st.SearchStrategy:
-    """sampled_from with integer weights (each choice repeated ``weight`` times)."""
-    return st.sampled_from([c for c, w in zip(choices, weights) for _ in range(w)])
+    """sampled_from with integer weights (each choice repeated ``weight`` times).
+
+    Hypothesis favours the first and last index of a sampled_from, so the heaviest choice
+    is put at both ends; the first choice of ``choices`` is what examples shrink towards.
+    """
+    heavy = int(np.argmax(weights))
+    middle = [c for k, (c, w) in enumerate(zip(choices, weights)) if k != heavy for _ in range(w)]
+    w = weights[heavy]
+    pool = [choices[heavy]] * ((w + 1) // 2) + middle + [choices[heavy]] * (w // 2)
+    return st.sampled_from(pool)
 
 
 def _choose(draw, choices: tuple, default_weight: int = 1, plain_weight: int = 3):
@@ -125,7 +133,7 @@ def yolo_layout(draw, max_batch: int = 3, max_layers: int = 2, max_classes: int 
         anchors = tuple(np.array(YOLO416_ANCHORS[k], dtype=np.float64) for k in range(len(grids)))
         return dict(batch=1, grids=grids, img_dim=416.0, anchors=anchors,
                     num_classes=draw(st.integers(1, min(3, max_classes))))
-    g0_choices = (1, 2, 4, 8) if dyadic else tuple(range(1, 9 if num_layers == 1 else 5))
+    g0_choices = (2, 4, 1, 8) if dyadic else tuple(range(1, 9 if num_layers == 1 else 5))
     g0 = draw(st.sampled_from(g0_choices if num_layers == 1 else tuple(g for g in g0_choices if g <= 4)))
     grids = tuple(g0 * 2**k for k in range(num_layers))
     img_dim = 100.0 if kind == "inexact" else float(g0 * draw(st.sampled_from((8, 16, 32))))
@@ -145,18 +153,23 @@ def _anchor_set(draw, img_dim: float) -> np.ndarray:
 @st.composite
 def yolo_target_rows(draw, batch: int, num_classes: int, max_targets: int) -> np.ndarray:
     """(T, 6) rows [b, class, cx, cy, w, h]; T in 0..max_targets, coordinates k/256."""
-    row = st.tuples(st.integers(0, batch - 1), st.integers(0, num_classes - 1),
-                    binary_fractions(0, 1), binary_fractions(0, 1),
-                    binary_fractions(2**-COORD_BITS, 1), binary_fractions(2**-COORD_BITS, 1))
-    rows = draw(st.lists(row, min_size=0, max_size=max_targets))
+    count = draw(st.integers(0, max_targets))
+    rows = [draw(yolo_target_row(batch, num_classes)) for _ in range(count)]
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def yolo_target_row(batch: int, num_classes: int) -> st.SearchStrategy[tuple]:
+    """One target row (b, class, cx, cy, w, h): cx, cy k/256 in [0, 1], w, h k/256 in (0, 1]."""
+    return st.tuples(st.integers(0, batch - 1), st.integers(0, num_classes - 1),
+                     binary_fractions(0, 1), binary_fractions(0, 1),
+                     binary_fractions(2**-COORD_BITS, 1), binary_fractions(2**-COORD_BITS, 1))
 
 
 def _one_row(draw, lay: dict, rows: np.ndarray) -> np.ndarray:
     """A target row to build a feature on: a drawn existing row, or a fresh one."""
     if len(rows) and draw(st.booleans()):
         return rows[draw(st.integers(0, len(rows) - 1))].copy()
-    return draw(yolo_target_rows(lay["batch"], lay["num_classes"], 1).filter(len))[0]
+    return np.array(draw(yolo_target_row(lay["batch"], lay["num_classes"])), dtype=np.float64)
 
 
 def _insert(draw, rows: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -186,11 +199,13 @@ def _yolo_anchor_tie(draw, lay, rows, settings):
     return _insert(draw, rows, new), settings
 
 
-def _yolo_ignore_threshold(draw, lay, rows, settings):
+def _yolo_ignore_threshold(draw, lay, rows, settings, offset: float = 0.0):
     """A target whose wh-IoU with an anchor of layer 0 is exactly ignore_thres (Y4).
 
     Anchor (p, q) cells with p, q >= 1 (so the 1e-16 of Y2 vanishes), target (t p, q)
-    cells: inter = t p q, union = p q, IoU = t exactly in binary arithmetic.
+    cells: inter = t p q, union = p q, IoU = t exactly in binary arithmetic. ``offset``
+    is added to the target's w (the near-tie variant: IoU just above or below t).
+    Needs a layout with a power-of-two stride for layer 0 (``yolo_layout(dyadic=True)``).
     """
     t = draw(st.sampled_from((0.5, 0.25, 0.75, 0.5)))
     settings = YoloSettings(ignore_thres=t, obj_scale=settings.obj_scale,
@@ -203,7 +218,7 @@ def _yolo_ignore_threshold(draw, lay, rows, settings):
     a[idx] = (p * stride, q * stride)
     lay["anchors"] = (a,) + lay["anchors"][1:]
     new = _one_row(draw, lay, rows)
-    new[4], new[5] = t * p / g0, q / g0
+    new[4], new[5] = t * p / g0 + offset, q / g0
     if draw(st.booleans()):  # the transposed target: IoU t with the transposed anchor
         a[idx] = a[idx][::-1]
         new[4], new[5] = new[5], new[4]
@@ -211,13 +226,20 @@ def _yolo_ignore_threshold(draw, lay, rows, settings):
 
 
 def _yolo_cell_boundary(draw, lay, rows, settings):
-    """A target centred on a cell boundary of some layer: cx*G integer, 0 or 1 (Y3)."""
+    """A target centred on a cell boundary (Y3): interior (cx*G or cy*G an integer in
+    [1, G-1] for a layer with G >= 2) or at the image edge (cx or cy in {0, 1})."""
     new = _one_row(draw, lay, rows)
-    g = draw(st.sampled_from(lay["grids"]))
-    for col in draw(st.sampled_from(((2,), (3,), (2, 3)))):
-        new[col] = draw(st.integers(0, g)) / g
-    if draw(st.booleans()):
-        new[2] = draw(st.sampled_from((0.0, 1.0)))
+    grids = [g for g in lay["grids"] if g > 1]
+    variant = draw(_weighted(("interior", "edge"), (2, 1))) if grids else "edge"
+    event(f"yolo: cell boundary {variant}")
+    cols = draw(st.sampled_from(((2,), (3,), (2, 3))))
+    if variant == "interior":
+        g = draw(st.sampled_from(grids))
+        for col in cols:
+            new[col] = draw(st.integers(1, g - 1)) / g
+    else:
+        for col in cols:
+            new[col] = draw(st.sampled_from((0.0, 1.0)))
     return _insert(draw, rows, new), settings
 
 
@@ -235,30 +257,33 @@ def _yolo_no_targets(draw, lay, rows, settings):
 
 
 def _yolo_near_tie(draw, lay, rows, settings):
-    """Values 2**-30 off a boundary: cx just below 1 or a cell edge, w just off an anchor tie.
+    """Values 2**-30 off a decision boundary; rounded to float32 they land on it exactly.
 
-    Rounded to float32 they land exactly on the boundary, so float32 and float64 decide
-    the cell (Y3), the best anchor (Y2) or the ignore set (Y4) differently.
+    cx_one: cx = 1 - 2**-30 (1.0 in float32, the seed's IndexError); cell_edge: cx =
+    k/G +- 2**-30 (Y3 cell); anchors: anchors (1, 2) and (2, 1) cells (halved when G = 1),
+    target (1.5, 1.5) cells with w or h off by 2**-30 (Y2 best anchor); ignore: wh-IoU = ignore_thres +- tiny
+    (Y4). Needs ``yolo_layout(dyadic=True)``.
     """
+    which = draw(st.sampled_from(("cx_one", "cell_edge", "anchors", "ignore")))
+    event(f"yolo: near tie {which}")
+    offset = draw(st.sampled_from((-NEAR, NEAR)))
+    if which == "ignore":
+        return _yolo_ignore_threshold(draw, lay, rows, settings, offset)
     new = _one_row(draw, lay, rows)
-    which = draw(st.sampled_from(("cx_one", "cell_edge", "size")))
     if which == "cx_one":
         new[2] = 1.0 - NEAR
     elif which == "cell_edge":
         g = lay["grids"][-1]
-        new[2] = min(max(draw(st.integers(1, g)) / g + draw(st.sampled_from((-NEAR, NEAR))), 0.0), 1.0)
-    else:  # square target, anchors (p, q), (q, p): a w off by 2**-30 breaks the tie in float64
-        lay, _ = _tie_anchors(draw, lay)
-        new[5] = new[4] = max(new[4], 0.25)
-        new[4] = new[4] - NEAR
+        new[2] = draw(st.integers(1, g - 1)) / g + offset if g > 1 else 1.0 - NEAR
+    else:
+        g0 = lay["grids"][0]
+        unit = lay["img_dim"] / g0 / (2 if g0 == 1 else 1)  # keeps the target side <= 1
+        a = lay["anchors"][0]
+        pair = np.array([[unit, 2 * unit], [2 * unit, unit]])
+        lay["anchors"] = (np.concatenate([pair, a[:1]]),) + lay["anchors"][1:]
+        new[4] = new[5] = 1.5 * unit / lay["img_dim"]
+        new[draw(st.sampled_from((4, 5)))] += offset
     return _insert(draw, rows, new), settings
-
-
-def _tie_anchors(draw, lay):
-    a = lay["anchors"][0]
-    p, q = a[0]
-    lay["anchors"] = (np.concatenate([[[p, q], [q, p]], a[1:2]]),) + lay["anchors"][1:]
-    return lay, None
 
 
 _YOLO_BUILDERS = {
@@ -294,7 +319,7 @@ def yolo_cases(draw, max_batch: int = 3, max_layers: int = 2, max_targets: int =
     (names from YOLO_FEATURES; "plain" is weighted 3:1 against each other feature).
     """
     feature = _choose(draw, features)
-    exact = feature in ("ignore_threshold", "cell_boundary")
+    exact = feature in ("ignore_threshold", "cell_boundary", "near_tie")
     lay = draw(yolo_layout(max_batch, max_layers, max_classes, realistic and not exact, exact))
     rows = draw(yolo_target_rows(lay["batch"], lay["num_classes"], max_targets))
     rows, settings = _YOLO_BUILDERS[feature](draw, lay, rows, draw(yolo_settings()))
@@ -329,9 +354,12 @@ def grid_priors(n: int, sizes) -> np.ndarray:
 
 
 @st.composite
-def grid_prior_sets(draw, dyadic: bool = True) -> np.ndarray:
-    """Hand-made grid priors: n in {1, 2, 4, 8} (or {3, 5, 6}), 1..3 binary-fraction sizes."""
-    n = draw(st.sampled_from((1, 2, 4, 8) if dyadic else (3, 5, 6)))
+def grid_prior_sets(draw, dyadic: bool = True, min_n: int = 1) -> np.ndarray:
+    """Hand-made grid priors: n in {1, 2, 4, 8} (or {3, 5, 6}), n >= min_n, 1..3 sizes.
+
+    Sizes are binary fractions (1/8 .. 1) * 4/n, capped at 1.
+    """
+    n = draw(st.sampled_from([n for n in ((2, 4, 1, 8) if dyadic else (3, 5, 6)) if n >= min_n]))
     side = st.sampled_from((1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)).map(lambda s: min(1.0, s * 4 / n))
     sizes = draw(st.lists(st.tuples(side, side), min_size=1, max_size=3))
     return grid_priors(n, sizes)
@@ -370,7 +398,7 @@ def prior_sets(draw, realistic: bool = True, dyadic: bool = False) -> np.ndarray
     ``dyadic`` keeps to exact binary-fraction priors (dyadic grids, random boxes).
     """
     kinds = ("grid", "random") if dyadic else ("grid", "odd grid", "config", "random", "ssd300")
-    weights = (3, 1) if dyadic else (6, 1, 2 if PriorConfig else 0, 2, 1 if realistic and VOC_300 else 0)
+    weights = (3, 1) if dyadic else (12, 2, 4 if PriorConfig else 0, 4, 1 if realistic and VOC_300 else 0)
     kind = draw(_weighted(kinds, weights))
     event(f"ssd: priors {kind}")
     if kind == "ssd300":
@@ -413,17 +441,28 @@ def _add(draw, truths: list, new: np.ndarray) -> list:
 
 
 def _ssd_threshold_iou(draw, priors, truths, settings, C, offset: float = 0.0):
-    """A truth inside a prior with area threshold * prior area: IoU exactly == threshold (S6).
+    """A truth and a prior with IoU exactly == threshold t (S6), from a prior k inside [0, 1].
 
-    ``offset`` moves the truth's far edge (IoU threshold +- ~offset: the near-tie variant).
+    sub-box: the truth is prior k with one side scaled by t (prior k may be its forced
+    prior). extra prior: the truth is prior k itself (forced there, IoU 1) and a new prior
+    at its centre with width t * w gets IoU t without being forced. ``offset`` moves the
+    scaled side (the near-tie variant: IoU just above or below t).
     """
     t = draw(st.sampled_from((0.5, 0.25, 0.75, 0.5)))
     settings = SsdSettings(threshold=t, neg_pos=settings.neg_pos, variances=settings.variances)
     inside = _inside(priors)
     if len(inside) == 0:
         return truths, settings
-    x0, y0, x1, y1 = _corners(priors[draw(st.sampled_from(inside.tolist()))])
-    if draw(st.booleans()):
+    k = draw(st.sampled_from(inside.tolist()))
+    x0, y0, x1, y1 = _corners(priors[k])
+    variant = draw(st.sampled_from(("extra prior", "sub-box x", "sub-box y")))
+    event(f"ssd: threshold iou {variant}")
+    if variant == "extra prior":
+        extra = priors[k].copy()
+        extra[2] = t * extra[2] + offset
+        return _add(draw, truths, _truth(draw, C, [x0, y0, x1, y1])), settings, \
+            np.concatenate([priors, extra[None]])
+    if variant == "sub-box x":
         box = [x0, y0, x0 + t * (x1 - x0) + offset, y1]
     else:
         box = [x0, y0, x1, y0 + t * (y1 - y0) + offset]
@@ -437,19 +476,23 @@ def _corners(prior) -> list:
 
 
 def _ssd_tied_priors(draw, priors, truths, settings, C, offset: float = 0.0):
-    """A truth centred half-way between two equal priors of one row or column (S3 tie)."""
+    """A truth centred half-way between two equal priors of one row or column (S3 tie).
+
+    Prior sets without such a pair are replaced by a dyadic grid with n >= 2.
+    """
     pairs = _neighbour_pairs(priors)
     if len(pairs) == 0:
-        return truths, settings
+        priors = draw(grid_prior_sets(dyadic=True, min_n=2))
+        pairs = _neighbour_pairs(priors)
     i, j = pairs[draw(st.integers(0, len(pairs) - 1))]
     mid = (priors[i, :2] + priors[j, :2]) / 2
     room = np.minimum(mid, 1 - mid)
     half = [room[k] / 2 ** draw(st.integers(0, 3)) for k in range(2)]
     if half[0] <= 0 or half[1] <= 0:
-        return truths, settings
+        return truths, settings, priors
     box = [mid[0] - half[0] + offset, mid[1] - half[1], mid[0] + half[0] + offset, mid[1] + half[1]]
     box = [min(max(v, 0.0), 1.0) for v in box]
-    return _add(draw, truths, _truth(draw, C, box)), settings
+    return _add(draw, truths, _truth(draw, C, box)), settings, priors
 
 
 def _neighbour_pairs(priors: np.ndarray) -> list:

@@ -1,0 +1,316 @@
+"""Meta-tests of conformance/strategies.py: valid cases, and every adversarial feature reachable.
+
+Each "reach" test searches a feature's sub-strategy with ``hypothesis.find`` (generation
+only, no shrinking) for a case that the reference itself classifies as having the
+feature (a shared YOLO cell per reference.yolo.assign, a truth that loses its forced
+prior per reference.ssd.match, ...). A strategy that stopped producing it fails the test.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, find, given, settings
+
+from conformance import strategies as S
+from reference.cases import round_to
+
+ry = pytest.importorskip("reference.yolo", reason="reference.yolo not written yet")
+rs = pytest.importorskip("reference.ssd", reason="reference.ssd not written yet")
+
+FAST = settings(max_examples=40, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+SEARCH = settings(max_examples=300, deadline=None, database=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+
+
+def reach(strategy, condition):
+    """A generated example satisfying ``condition`` (fails the test if none in 300 draws)."""
+    return find(strategy, condition, settings=SEARCH)
+
+
+def rate(strategy, condition, draws: int = 100) -> float:
+    """Fraction of ``draws`` generated examples satisfying ``condition`` (derandomized)."""
+    hits = []
+
+    @settings(max_examples=draws, deadline=None, database=None, derandomize=True,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(case):
+        hits.append(bool(condition(case)))
+
+    collect()
+    return float(np.mean(hits))
+
+
+def assert_rate(feature_strategy, condition, at_least: float):
+    """The feature's sub-strategy produces the feature in >= ``at_least`` of its cases.
+
+    The thresholds sit well below the measured rates and well above the rate of plain
+    random cases, so a sub-strategy that stopped building its feature fails.
+    """
+    got = rate(feature_strategy, condition)
+    assert got >= at_least, f"feature produced in {got:.0%} of cases, expected >= {at_least:.0%}"
+
+
+# ---------------------------------------------------------------- helpers on cases
+
+def yolo_assignments(case, dtype: str = "float64"):
+    """reference.yolo.assign of every layer, on the case rounded to ``dtype``."""
+    c = case.astype(dtype) if dtype != "float64" else case
+    return [ry.assign(c.targets, a, x.shape[2], c.img_dim, c.settings.ignore_thres)
+            for x, a in zip(c.outputs, c.anchors)]
+
+
+def yolo_shares_cell(case) -> bool:
+    """Two target rows on one (b, best anchor, gj, gi) of some layer (Y5)."""
+    for asg in yolo_assignments(case):
+        keys = np.stack([case.targets[:, 0], asg.best_anchor, asg.gj, asg.gi], axis=1)
+        if len(np.unique(keys, axis=0)) < len(keys):
+            return True
+    return False
+
+
+def ssd_matches(case, dtype: str = "float64"):
+    c = case.astype(dtype) if dtype != "float64" else case
+    return [rs.match(t, c.priors, c.settings.threshold) for t in c.truths]
+
+
+def ssd_loses_forced_prior(case) -> bool:
+    """Some truth j whose own best prior went to a later truth (S4)."""
+    for m in ssd_matches(case):
+        j = np.arange(len(m.best_prior))
+        if (m.matched[m.best_prior] != j).any():
+            return True
+    return False
+
+
+def float32_exact(a) -> bool:
+    return bool(np.array_equal(round_to(a, "float32"), np.asarray(a, dtype=np.float64)))
+
+
+# ---------------------------------------------------------------- validity
+
+@FAST
+@given(S.yolo_cases())
+def test_yolo_cases_are_valid(case):
+    ry.validate(case)
+    assert all(np.isfinite(x).all() for x in case.outputs)
+
+
+@FAST
+@given(S.ssd_cases())
+def test_ssd_cases_are_valid(case):
+    rs.validate(case)
+    assert np.isfinite(case.loc).all() and np.isfinite(case.conf).all()
+
+
+@FAST
+@given(S.yolo_cases(features=tuple(f for f in S.YOLO_FEATURES if f != "near_tie")))
+def test_yolo_inputs_exact_in_float32(case):
+    assert float32_exact(case.targets)
+    assert all(float32_exact(a) for a in case.anchors)
+
+
+@FAST
+@given(S.ssd_cases(features=tuple(f for f in S.SSD_FEATURES if f != "near_tie")))
+def test_ssd_truths_exact_in_float32(case):
+    assert all(float32_exact(t) for t in case.truths)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(S.yolo_cases(), S.ssd_cases())
+def test_cases_are_small_by_default(yolo, ssd):
+    """Sizes stay within the realistic maxima (G = 13 + 26 layers; SSD300 priors, B = 1)."""
+    assert sum(x.size for x in yolo.outputs) <= 1 * 3 * 8 * (13**2 + 26**2)
+    assert len(ssd.priors) <= 8732 and (len(ssd.priors) <= 200 or ssd.loc.shape[0] == 1)
+
+
+def test_typical_sizes_are_small():
+    """Median YOLO head size < 2k values, median SSD prior count < 200 (over 100 draws)."""
+    sizes = {"yolo": [], "ssd": []}
+
+    @settings(max_examples=100, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(S.yolo_cases(), S.ssd_cases())
+    def collect(yolo, ssd):
+        sizes["yolo"].append(sum(x.size for x in yolo.outputs))
+        sizes["ssd"].append(len(ssd.priors))
+
+    collect()
+    assert np.median(sizes["yolo"]) < 2000
+    assert np.median(sizes["ssd"]) < 200
+
+
+# ---------------------------------------------------------------- YOLO features reachable
+
+def test_yolo_reaches_shared_cell():
+    assert_rate(S.yolo_cases(features=("shared_cell",)), yolo_shares_cell, 0.7)
+
+
+def test_yolo_reaches_exact_anchor_tie():
+    assert_rate(S.yolo_cases(features=("anchor_tie",)),
+                lambda c: any((a.anchor_margin == 0).any() for a in yolo_assignments(c)), 0.4)
+
+
+def test_yolo_reaches_wh_iou_exactly_at_ignore_thres():
+    def at_threshold(c):
+        return any((a.wh_iou == c.settings.ignore_thres).any() for a in yolo_assignments(c))
+
+    assert_rate(S.yolo_cases(features=("ignore_threshold",)), at_threshold, 0.6)
+    case = reach(S.yolo_cases(features=("ignore_threshold",)), at_threshold)
+    # the same decision in float32: the construction is exact there too
+    assert any((a.wh_iou == case.settings.ignore_thres).any()
+               for a in yolo_assignments(case, "float32"))
+
+
+def test_yolo_reaches_centre_on_cell_boundary():
+    def on_boundary(c):
+        g = np.array([x.shape[2] for x in c.outputs])
+        gx = c.targets[:, 2:4, None] * g
+        inner = (gx == np.floor(gx)) & (gx > 0) & (gx < g)
+        return bool(inner.any())
+
+    assert_rate(S.yolo_cases(features=("cell_boundary",)), on_boundary, 0.5)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_yolo_reaches_centre_at_image_edge(value):
+    reach(S.yolo_cases(features=("cell_boundary",)), lambda c: (c.targets[:, 2] == value).any())
+
+
+def test_yolo_reaches_tiny_and_extreme_aspect_boxes():
+    reach(S.yolo_cases(features=("tiny_extreme",)),
+          lambda c: (c.targets[:, 4:6].min(axis=1) <= 2.0**-9).any())
+    reach(S.yolo_cases(features=("tiny_extreme",)),
+          lambda c: (c.targets[:, 4] / c.targets[:, 5] >= 512).any())
+
+
+def test_yolo_reaches_empty_batch_and_empty_image():
+    reach(S.yolo_cases(), lambda c: len(c.targets) == 0)
+    reach(S.yolo_cases(), lambda c: len(c.targets) > 0
+          and len(np.unique(c.targets[:, 0])) < c.outputs[0].shape[0])
+
+
+def test_yolo_reaches_float32_decision_flip():
+    """A near tie: the case rounded to float32 changes a cell, best anchor or ignore decision."""
+    def flips(c):
+        for a64, a32 in zip(yolo_assignments(c), yolo_assignments(c, "float32")):
+            if not (np.array_equal(a64.gi, a32.gi) and np.array_equal(a64.best_anchor, a32.best_anchor)
+                    and np.array_equal(a64.ignore, a32.ignore)):
+                return True
+        return False
+
+    assert_rate(S.yolo_cases(features=("near_tie",)), flips, 0.1)
+
+
+@pytest.mark.parametrize("bound", [17, 40])
+def test_yolo_reaches_large_logits(bound):
+    reach(S.yolo_cases(features=("plain",)),
+          lambda c: max(np.abs(x).max() for x in c.outputs) >= bound)
+
+
+def test_yolo_reaches_float32_class_tie():
+    """Class logits distinct in float64 that tie in float32 (the near_tie logit kind)."""
+    def collapses(c):
+        x = c.outputs[0]
+        return not np.array_equal(x, round_to(x, "float32"))
+
+    reach(S.yolo_cases(features=("plain",)), collapses)
+
+
+def test_yolo_reaches_realistic_layer():
+    reach(S.yolo_cases(features=("plain",), max_layers=1), lambda c: c.outputs[0].shape[2] == 13)
+
+
+# ---------------------------------------------------------------- SSD features reachable
+
+def test_ssd_reaches_truth_losing_its_forced_prior():
+    assert_rate(S.ssd_cases(features=("shared_best_prior",)), ssd_loses_forced_prior, 0.6)
+
+
+def test_ssd_reaches_iou_exactly_at_threshold_on_unforced_prior():
+    def exact_threshold(c):
+        return any(((m.overlap == c.settings.threshold) & np.isfinite(m.threshold_margin)).any()
+                   for m in ssd_matches(c))
+
+    assert_rate(S.ssd_cases(features=("threshold_iou",)), exact_threshold, 0.3)
+    case = reach(S.ssd_cases(features=("threshold_iou",)), exact_threshold)
+    assert exact_threshold(case.astype("float32"))
+
+
+def test_ssd_reaches_iou_exactly_half():
+    reach(S.ssd_cases(features=("threshold_iou",)),
+          lambda c: any((m.overlaps == 0.5).any() for m in ssd_matches(c)))
+
+
+def test_ssd_reaches_two_priors_equally_good():
+    def tied(c):
+        return any(((m.best_prior_margin == 0) & (m.overlaps.max(axis=1) > 0)).any()
+                   for m in ssd_matches(c))
+
+    assert_rate(S.ssd_cases(features=("tied_priors",)), tied, 0.7)
+
+
+def test_ssd_reaches_truth_overlapping_no_prior():
+    assert_rate(S.ssd_cases(features=("no_overlap",)),
+                lambda c: any((m.overlaps.max(axis=1) == 0).any()
+                              for m in ssd_matches(c) if m.overlaps.size), 0.6)
+
+
+def test_ssd_reaches_more_positives_than_negatives():
+    def crowded(c):
+        return any(2 * (m.matched >= 0)[m.overlap >= c.settings.threshold].sum() > len(c.priors)
+                   for m in ssd_matches(c))
+
+    reach(S.ssd_cases(features=("many_positives",)), crowded)
+
+
+def test_ssd_reaches_empty_image_and_empty_batch():
+    reach(S.ssd_cases(features=("no_truths",)), lambda c: sum(len(t) for t in c.truths) == 0)
+    reach(S.ssd_cases(), lambda c: 0 == min(len(t) for t in c.truths) < max(len(t) for t in c.truths))
+
+
+def test_ssd_reaches_tiny_and_extreme_truths():
+    def extreme(c):
+        for t in c.truths:
+            w, h = t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]
+            if ((np.minimum(w, h) <= 2.0**-9) & (np.maximum(w, h) == 1.0)).any():
+                return True
+        return False
+
+    reach(S.ssd_cases(features=("tiny_extreme",)), extreme)
+
+
+def test_ssd_reaches_float32_match_flip():
+    """A near tie: the case rounded to float32 changes a forced prior or a threshold decision."""
+    def flips(c):
+        for m64, m32 in zip(ssd_matches(c), ssd_matches(c, "float32")):
+            pos64 = m64.overlap >= c.settings.threshold
+            pos32 = m32.overlap >= c.settings.threshold
+            if not (np.array_equal(m64.best_prior, m32.best_prior) and np.array_equal(pos64, pos32)):
+                return True
+        return False
+
+    assert_rate(S.ssd_cases(features=("near_tie",)), flips, 0.15)
+
+
+def test_ssd_reaches_tied_mining_scores():
+    """Equal hard-negative mining scores among an image's background priors (S10 ties)."""
+    def tied_scores(c):
+        out = rs.evaluate(c)
+        score = rs.mining_score(c.conf, out["conf_t"])
+        for b in range(len(score)):
+            bg = score[b][out["conf_t"][b] == 0]
+            if out["pos_mask"][b].any() and len(np.unique(bg)) < len(bg):
+                return True
+        return False
+
+    reach(S.ssd_cases(features=("plain",)), tied_scores)
+
+
+def test_ssd_reaches_ssd300_priors():
+    reach(S.ssd_cases(features=("plain",)), lambda c: len(c.priors) == 8732)
+
+
+def test_ssd_reaches_saturated_logits():
+    reach(S.ssd_cases(features=("plain",)), lambda c: (np.abs(c.conf) == 30).any())
