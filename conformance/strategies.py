@@ -76,8 +76,8 @@ def logits(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
 
     small: k/64 in [-4, 4]; wide: k/4 in [-60, 60]; saturated: mostly +-17, +-30 and
     their neighbours (float32 sigma is exactly 0 or 1 there) with small values between;
-    tied: values from {-1, 0, 1} (argmax and ranking ties); near_tie: tied plus offsets
-    of 2**-30 in half the entries (distinct in float64, equal in float32).
+    tied: values from {-1, 0, 1} (argmax and ranking ties); near_tie: tied plus 2**-30 in
+    half the entries of +-1 (distinct in float64, equal once rounded to float32).
     """
     if kind == "small":
         return rng.integers(-256, 257, size=shape) / 64.0
@@ -89,7 +89,7 @@ def logits(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     tied = rng.integers(-1, 2, size=shape).astype(np.float64)
     if kind == "tied":
         return tied
-    return tied + NEAR * rng.integers(0, 2, size=shape)
+    return tied + NEAR * rng.integers(0, 2, size=shape) * (tied != 0)  # 0 + 2**-30 is exact
 
 
 @st.composite
@@ -181,11 +181,17 @@ def _insert(draw, rows: np.ndarray, new: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- YOLO features
 
 def _yolo_shared_cell(draw, lay, rows, settings):
-    """Two or more targets on one (b, anchor, cell): copies of a row, other classes."""
-    base = _one_row(draw, lay, rows)
-    copies = np.repeat(base[None], draw(st.integers(1, 2)), axis=0)
+    """Two or more targets on one (b, anchor, cell): copies of a row with drawn classes.
+
+    The copies follow an existing row (inserted anywhere, so before or after it) or
+    come as a group of 2..3 fresh rows.
+    """
+    existing = len(rows) > 0 and draw(st.booleans())
+    base = rows[draw(st.integers(0, len(rows) - 1))] if existing else \
+        np.array(draw(yolo_target_row(lay["batch"], lay["num_classes"])), dtype=np.float64)
+    copies = np.repeat(base[None], draw(st.integers(1, 2)) + (0 if existing else 1), axis=0)
     copies[:, 1] = [draw(st.integers(0, lay["num_classes"] - 1)) for _ in copies]
-    return _insert(draw, rows if len(rows) else base[None], copies), settings
+    return _insert(draw, rows, copies), settings
 
 
 def _yolo_anchor_tie(draw, lay, rows, settings):
@@ -314,7 +320,8 @@ def yolo_cases(draw, max_batch: int = 3, max_layers: int = 2, max_targets: int =
                max_classes: int = 6, realistic: bool = True, features=YOLO_FEATURES):
     """Valid ``YoloCase``s with one adversarial feature of ``features`` each.
 
-    max_batch, max_layers, max_targets, max_classes bound the small cases; ``realistic``
+    max_batch, max_layers, max_targets (random rows; a feature adds up to 3), max_classes
+    bound the small cases; ``realistic``
     allows, rarely, the YOLOv3-416 layers (G = 13, 26). ``features`` restricts the mix
     (names from YOLO_FEATURES; "plain" is weighted 3:1 against each other feature).
     """
