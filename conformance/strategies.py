@@ -321,9 +321,9 @@ def yolo_cases(draw, max_batch: int = 3, max_layers: int = 2, max_targets: int =
     """Valid ``YoloCase``s with one adversarial feature of ``features`` each.
 
     max_batch, max_layers, max_targets (random rows; a feature adds up to 3), max_classes
-    bound the small cases; ``realistic``
-    allows, rarely, the YOLOv3-416 layers (G = 13, 26). ``features`` restricts the mix
-    (names from YOLO_FEATURES; "plain" is weighted 3:1 against each other feature).
+    bound the small cases; ``realistic`` allows, rarely, the YOLOv3-416 layers (G = 13,
+    26). ``features`` restricts the mix (names from YOLO_FEATURES; "plain" is weighted
+    3:1 against each other feature).
     """
     feature = _choose(draw, features)
     exact = feature in ("ignore_threshold", "cell_boundary", "near_tie")

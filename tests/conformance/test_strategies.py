@@ -314,3 +314,22 @@ def test_ssd_reaches_ssd300_priors():
 
 def test_ssd_reaches_saturated_logits():
     reach(S.ssd_cases(features=("plain",)), lambda c: (np.abs(c.conf) == 30).any())
+
+
+# ---------------------------------------------------------------- the default mix
+
+@pytest.mark.parametrize("family", ["yolo", "ssd"])
+def test_default_mix_draws_every_feature(family):
+    """The default yolo_cases() / ssd_cases() reach every feature within 300 draws."""
+    strategy, features = {"yolo": (S.yolo_cases(), S.YOLO_FEATURES),
+                          "ssd": (S.ssd_cases(), S.SSD_FEATURES)}[family]
+    names = set()
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(case):
+        names.add(case.name.removeprefix(f"generated {family} "))
+
+    collect()
+    assert names == set(features)
