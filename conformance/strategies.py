@@ -250,7 +250,7 @@ def _yolo_cell_boundary(draw, lay, rows, settings):
 
 
 def _yolo_tiny_extreme(draw, lay, rows, settings):
-    """Tiny boxes (side 2**-12) and extreme aspects (one side 1, the other tiny)."""
+    """Tiny boxes (side 2**-9 .. 2**-14), extreme aspects (one side 1, the other tiny), w = h = 1."""
     new = _one_row(draw, lay, rows)
     tiny = 2.0 ** -draw(st.integers(9, 14))
     new[4], new[5] = draw(st.sampled_from(((tiny, tiny), (1.0, tiny), (tiny, 1.0), (1.0, 1.0))))
@@ -292,6 +292,8 @@ def _yolo_near_tie(draw, lay, rows, settings):
     return _insert(draw, rows, new), settings
 
 
+# feature name -> builder(draw, lay, rows, settings) -> (rows, settings); a builder may
+# replace lay["anchors"] (the head outputs are drawn afterwards, sized by the anchors)
 _YOLO_BUILDERS = {
     "plain": lambda draw, lay, rows, settings: (rows, settings),
     "shared_cell": _yolo_shared_cell,
@@ -459,7 +461,7 @@ def _ssd_threshold_iou(draw, priors, truths, settings, C, offset: float = 0.0):
     settings = SsdSettings(threshold=t, neg_pos=settings.neg_pos, variances=settings.variances)
     inside = _inside(priors)
     if len(inside) == 0:
-        return truths, settings
+        return truths, settings, priors
     k = draw(st.sampled_from(inside.tolist()))
     x0, y0, x1, y1 = _corners(priors[k])
     variant = draw(st.sampled_from(("extra prior", "sub-box x", "sub-box y")))
@@ -474,7 +476,7 @@ def _ssd_threshold_iou(draw, priors, truths, settings, C, offset: float = 0.0):
     else:
         box = [x0, y0, x1, y0 + t * (y1 - y0) + offset]
     box = [min(max(v, 0.0), 1.0) for v in box]
-    return _add(draw, truths, _truth(draw, C, box)), settings
+    return _add(draw, truths, _truth(draw, C, box)), settings, priors
 
 
 def _corners(prior) -> list:
@@ -519,7 +521,7 @@ def _ssd_shared_best_prior(draw, priors, truths, settings, C):
     out = list(truths)
     rest = truths[b][1:] if len(truths[b]) else truths[b]
     out[b] = np.concatenate([first[None], rest[: draw(st.integers(0, len(rest)))], copy[None]])
-    return out, settings
+    return out, settings, priors
 
 
 def _ssd_no_overlap(draw, priors, truths, settings, C):
@@ -541,20 +543,21 @@ def _ssd_many_positives(draw, priors, truths, settings, C):
 
 
 def _ssd_tiny_extreme(draw, priors, truths, settings, C):
-    """A tiny truth (side 2**-12) or an extreme aspect (full width, tiny height)."""
+    """A tiny truth (side 2**-9 .. 2**-14), an extreme aspect (full width or height, tiny
+    other side) or the whole image."""
     tiny = 2.0 ** -draw(st.integers(9, 14))
     x0 = draw(st.integers(0, 2**COORD_BITS - 1)) / 2**COORD_BITS
     box = draw(st.sampled_from(([x0, x0, x0 + tiny, x0 + tiny], [0.0, x0, 1.0, x0 + tiny],
                                 [x0, 0.0, x0 + tiny, 1.0], [0.0, 0.0, 1.0, 1.0])))
-    return _add(draw, truths, _truth(draw, C, box)), settings
+    return _add(draw, truths, _truth(draw, C, box)), settings, priors
 
 
 def _ssd_no_truths(draw, priors, truths, settings, C):
     """Images without truths: one image emptied, or the whole batch (S12, S13)."""
     if draw(st.booleans()):
-        return [t[:0] for t in truths], settings
+        return [t[:0] for t in truths], settings, priors
     b = draw(st.integers(0, len(truths) - 1))
-    return [t[:0] if k == b else t for k, t in enumerate(truths)], settings
+    return [t[:0] if k == b else t for k, t in enumerate(truths)], settings, priors
 
 
 def _ssd_near_tie(draw, priors, truths, settings, C):
@@ -565,8 +568,9 @@ def _ssd_near_tie(draw, priors, truths, settings, C):
     return _ssd_threshold_iou(draw, priors, truths, settings, C, offset=offset)
 
 
+# feature name -> builder(draw, priors, truths, settings, C) -> (truths, settings, priors)
 _SSD_BUILDERS = {
-    "plain": lambda draw, priors, truths, settings, C: (truths, settings),
+    "plain": lambda draw, priors, truths, settings, C: (truths, settings, priors),
     "threshold_iou": _ssd_threshold_iou,
     "tied_priors": _ssd_tied_priors,
     "shared_best_prior": _ssd_shared_best_prior,
@@ -604,9 +608,7 @@ def ssd_cases(draw, max_batch: int = 3, max_truths: int = 4, max_classes: int = 
     batch = 1 if len(priors) > 1000 else draw(st.integers(1, max_batch))
     C = draw(st.integers(2, max_classes))
     truths = [draw(ssd_truth_sets(C, max_truths)) for _ in range(batch)]
-    built = _SSD_BUILDERS[feature](draw, priors, truths, draw(ssd_settings()), C)
-    truths, settings = built[:2]
-    priors = built[2] if len(built) > 2 else priors
+    truths, settings, priors = _SSD_BUILDERS[feature](draw, priors, truths, draw(ssd_settings()), C)
     event(f"ssd: {feature.replace('_', ' ')}")
     _ssd_count_events(truths)
     loc = logits(_rng(draw), (batch, len(priors), 4), draw(st.sampled_from(("small", "small", "wide"))))
