@@ -35,6 +35,14 @@ from reference.cases import SsdCase, YoloCase
 # ----------------------------------------------------------------------------- helpers
 
 
+def _scalar(value, like: torch.Tensor) -> torch.Tensor:
+    """``value`` (a Python number or 0-d tensor) as a 0-d tensor of ``like``'s dtype and device.
+
+    Exported graphs otherwise may carry Python floats as float32 constants.
+    """
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum of ``values`` where ``mask`` over max(count, 1): 0 over no element (Y8, S12)."""
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
@@ -64,6 +72,14 @@ def yolo_channels(x: torch.Tensor, num_anchors: int, num_classes: int) -> torch.
     return x.view(b, num_anchors, num_classes + 5, g, g).permute(0, 1, 3, 4, 2)
 
 
+def _grid_size(x: torch.Tensor) -> torch.Tensor:
+    """G = x.shape[2] (x is (B, A*(C+5), G, G) or (B, A, G, G, C+5)) as a 0-d tensor of x's dtype.
+
+    A tensor, not a Python number, so that an exported graph with dynamic G keeps it exact.
+    """
+    return torch.full((), x.shape[2], dtype=x.dtype, device=x.device)
+
+
 def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_dim: float) -> dict:
     """Decode one layer (Y1).
 
@@ -74,12 +90,12 @@ def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_di
     """
     a = anchors.shape[0]
     g = x.shape[2]
-    stride = img_dim / g
+    stride = _scalar(img_dim, x) / _grid_size(x)
     t = yolo_channels(x, a, num_classes)
     sig = torch.sigmoid(t)
     p = torch.cat([sig[..., 0:2], t[..., 2:4], sig[..., 4:]], dim=-1)
     grid = torch.arange(g, dtype=x.dtype, device=x.device)
-    scaled = (anchors / stride).to(x.dtype)
+    scaled = anchors.to(x.dtype) / stride
     aw = scaled[:, 0].view(1, a, 1, 1)
     ah = scaled[:, 1].view(1, a, 1, 1)
     raw = t.detach()
@@ -95,7 +111,7 @@ def wh_iou(anchors_g: torch.Tensor, gwh: torch.Tensor) -> torch.Tensor:
     aw, ah = anchors_g[:, 0].unsqueeze(0), anchors_g[:, 1].unsqueeze(0)
     gw, gh = gwh[:, 0:1], gwh[:, 1:2]
     inter = torch.minimum(aw, gw) * torch.minimum(ah, gh)
-    return inter / ((aw * ah + 1e-16) + gw * gh - inter)
+    return inter / ((aw * ah + _scalar(1e-16, gwh)) + gw * gh - inter)
 
 
 def bbox_iou_plus_one(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
@@ -110,7 +126,7 @@ def bbox_iou_plus_one(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
     inter = iw * ih
     area1 = (ax2 - ax1 + 1) * (ay2 - ay1 + 1)
     area2 = (bx2 - bx1 + 1) * (by2 - by1 + 1)
-    return inter / (area1 + area2 - inter + 1e-16)
+    return inter / (area1 + area2 - inter + _scalar(1e-16, inter))
 
 
 def _with_dummy(a: torch.Tensor, fill) -> torch.Tensor:
@@ -133,12 +149,13 @@ def yolo_build_targets(p: torch.Tensor, boxes: torch.Tensor, targets: torch.Tens
     c = c5 - 5
     dtype, device = p.dtype, p.device
     cells = b_ * a_ * g * g
-    scaled = anchors.to(dtype) / (img_dim / g)
-    gxy = targets[:, 2:4] * g
-    gwh = targets[:, 4:6] * g
+    gf = _grid_size(p)
+    scaled = anchors.to(dtype) / (_scalar(img_dim, gf) / gf)
+    gxy = targets[:, 2:4] * gf
+    gwh = targets[:, 4:6] * gf
     ious = wh_iou(scaled, gwh)                                    # (T, A)
     best = torch.argmax(ious, dim=1)                              # (T,), first on ties
-    gij = torch.clamp(torch.floor(gxy), max=g - 1)                # Y3
+    gij = torch.minimum(torch.floor(gxy), gf - 1)                 # Y3
     gi, gj = gij[:, 0].long(), gij[:, 1].long()
     b = targets[:, 0].long()
     label = targets[:, 1].long()
@@ -154,14 +171,14 @@ def yolo_build_targets(p: torch.Tensor, boxes: torch.Tensor, targets: torch.Tens
     anchor_ids = torch.arange(a_, device=device)
     flat_ta = ((b.unsqueeze(1) * a_ + anchor_ids.unsqueeze(0)) * g + gj.unsqueeze(1)) * g \
         + gi.unsqueeze(1)                                         # (T, A)
-    over = (ious > ignore_thres).to(torch.long)
+    over = (ious > _scalar(ignore_thres, ious)).to(torch.long)
     ignored = torch.zeros(cells, dtype=torch.long, device=device)
     ignored = ignored.scatter_reduce(0, flat_ta.reshape(-1), over.reshape(-1), reduce="amax")
     noobj = ~obj & (ignored == 0)                                 # Y4
 
     zero = torch.zeros(cells, dtype=dtype, device=device)
     frac = _with_dummy(gxy - gij, 0.0)
-    size = _with_dummy(torch.log(gwh / scaled[best] + 1e-16), 0.0)  # Y6
+    size = _with_dummy(torch.log(gwh / scaled[best] + _scalar(1e-16, gwh)), 0.0)  # Y6
     tx = torch.where(obj, frac[w, 0], zero)
     ty = torch.where(obj, frac[w, 1], zero)
     tw = torch.where(obj, size[w, 0], zero)
@@ -196,7 +213,8 @@ def yolo_loss_terms(p: torch.Tensor, built: dict, obj_scale: float = 1.0,
              "loss_h": _masked_mean((p[..., 3] - built["th"]) ** 2, obj),
              "loss_conf_obj": _masked_mean(-_clamped_log(conf, log_clamp), obj),
              "loss_conf_noobj": _masked_mean(-_clamped_log(1 - conf, log_clamp), noobj)}
-    terms["loss_conf"] = obj_scale * terms["loss_conf_obj"] + noobj_scale * terms["loss_conf_noobj"]
+    terms["loss_conf"] = (_scalar(obj_scale, conf) * terms["loss_conf_obj"]
+                          + _scalar(noobj_scale, conf) * terms["loss_conf_noobj"])
     obj_c = obj.unsqueeze(-1).expand(*obj.shape, c)
     terms["loss_cls"] = _masked_mean(bce(p[..., 5:], built["tcls"], log_clamp), obj_c)
     terms["loss_total"] = (terms["loss_x"] + terms["loss_y"] + terms["loss_w"] + terms["loss_h"]
@@ -227,8 +245,8 @@ def yolo_grad(x: torch.Tensor, p: torch.Tensor, built: dict, obj_scale: float = 
     gw = torch.where(obj, 2 * (p[..., 2] - built["tw"]) / n_obj, zero)
     gh = torch.where(obj, 2 * (p[..., 3] - built["th"]) / n_obj, zero)
     one = torch.ones_like(conf)
-    g_obj = torch.where(obj, _bce_logit_grad(conf, one, log_clamp) * (obj_scale / n_obj), zero)
-    g_noobj = torch.where(noobj, _bce_logit_grad(conf, zero, log_clamp) * (noobj_scale / n_noobj),
+    g_obj = torch.where(obj, _bce_logit_grad(conf, one, log_clamp) * (_scalar(obj_scale, conf) / n_obj), zero)
+    g_noobj = torch.where(noobj, _bce_logit_grad(conf, zero, log_clamp) * (_scalar(noobj_scale, conf) / n_noobj),
                           zero)
     obj_c = obj.unsqueeze(-1)
     g_cls = torch.where(obj_c, _bce_logit_grad(p[..., 5:], built["tcls"], log_clamp),
@@ -272,15 +290,17 @@ def encode(matched: torch.Tensor, priors: torch.Tensor, variances) -> torch.Tens
     """(B, P, 4) corner truths against (P, 4) centre-size priors -> loc targets (S7)."""
     centre = (matched[..., :2] + matched[..., 2:]) / 2
     size = matched[..., 2:] - matched[..., :2]
-    g_c = (centre - priors[:, :2]) / (variances[0] * priors[:, 2:])
-    g_s = torch.log(size / priors[:, 2:]) / variances[1]
+    v0, v1 = _scalar(variances[0], priors), _scalar(variances[1], priors)
+    g_c = (centre - priors[:, :2]) / (v0 * priors[:, 2:])
+    g_s = torch.log(size / priors[:, 2:]) / v1
     return torch.cat([g_c, g_s], dim=-1)
 
 
 def decode(loc: torch.Tensor, priors: torch.Tensor, variances) -> torch.Tensor:
     """(B, P, 4) offsets -> (B, P, 4) corner boxes (S8)."""
-    centre = priors[:, :2] + loc[..., :2] * variances[0] * priors[:, 2:]
-    size = priors[:, 2:] * torch.exp(loc[..., 2:] * variances[1])
+    v0, v1 = _scalar(variances[0], loc), _scalar(variances[1], loc)
+    centre = priors[:, :2] + loc[..., :2] * v0 * priors[:, 2:]
+    size = priors[:, 2:] * torch.exp(loc[..., 2:] * v1)
     return point_form(torch.cat([centre, size], dim=-1))
 
 
@@ -312,7 +332,7 @@ def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prior
     matched = torch.where(has_truth, matched, torch.full_like(matched, -1))  # S13
     safe = torch.clamp(matched, min=0)
     label = torch.gather(labels.to(torch.long), 1, safe)
-    conf_t = torch.where((overlap >= threshold) & has_truth, label + 1, torch.zeros_like(label))
+    conf_t = torch.where((overlap >= _scalar(threshold, overlap)) & has_truth, label + 1, torch.zeros_like(label))
     boxes = torch.gather(truths, 1, safe.unsqueeze(-1).expand(b_, p_, 4))
     loc_t = encode(boxes, priors, variances)
     loc_t = torch.where(has_truth.unsqueeze(-1), loc_t, torch.zeros_like(loc_t))
@@ -385,7 +405,8 @@ def ssd_grad(loc: torch.Tensor, conf: torch.Tensor, out: dict) -> tuple:
     diff = loc - out["loc_t"]
     g_loc = torch.where(diff.abs() < 1, diff, torch.sign(diff)) / n
     g_loc = torch.where(pos.unsqueeze(-1), g_loc, torch.zeros_like(g_loc))
-    onehot = torch.nn.functional.one_hot(out["conf_t"], conf.shape[-1]).to(conf.dtype)
+    classes = torch.arange(conf.shape[-1], device=conf.device)
+    onehot = (classes == out["conf_t"].unsqueeze(-1)).to(conf.dtype)
     soft = torch.softmax(conf, dim=-1)
     g_conf = torch.where((pos | neg).unsqueeze(-1), (soft - onehot) / n, torch.zeros_like(conf))
     return g_loc, g_conf
