@@ -1,15 +1,23 @@
 """ONNX Runtime as a third framework: the loop-free torch losses exported to ONNX graphs.
 
-The graphs are exported from implementations/torch_batched.py with ``torch.onnx.export``
-(EXPORTER below says which exporter and why). Everything data-dependent is inside the graph:
-best anchor / best prior (ArgMax), cell and truth winners (ScatterElements with reduction
-"max" over the row index), masks, hard negative mining (TopK over the whole row, then a
-scatter of ranks), masked means, and the closed-form gradients (Y9, S11). The graph inputs
-are the raw case arrays only: YOLO x (B, A*(C+5), G, G), targets (T, 6), anchors (A, 2);
-SSD loc, conf, priors, and the truths padded to (B, M, 4) with labels (B, M) and a validity
-mask (B, M). Settings (img_dim, thresholds, scales, variances) are constants of the graph.
+The graphs are exported from implementations/torch_batched.py with the dynamo exporter
+(``torch.onnx.export(..., dynamo=True)``, opset 18, translated by onnxscript). Why dynamo:
+it handles the scatter reductions ("amax" -> ScatterElements reduction="max"), TopK with a
+symbolic k and dynamic axes out of the box, and it is the exporter torch 2.13 maintains; the
+TorchScript exporter is deprecated. Everything data-dependent is inside the graph: best
+anchor / best prior (ArgMax), cell and truth winners (ScatterElements "max" over the row
+index), masks, hard negative mining (TopK over the whole row, then a scatter of ranks),
+masked means, and the closed-form gradients (Y9, S11: MSE, clamped BCE through sigmoid,
+smooth L1, softmax CE). The graph inputs are the raw case arrays only: YOLO x
+(B, A*(C+5), G, G), targets (T, 6), anchors (A, 2), img_dim (); SSD loc (B, P, 4), conf
+(B, P, C), priors (P, 4), and the truths padded to (B, M, 4) with labels (B, M) and a validity
+mask (B, M) (padding only packs the ragged list; it computes nothing). All those axes are
+dynamic; C of YOLO, thresholds, scales and variances are constants of the graph.
 
-Graphs and InferenceSessions are cached per (loss, shape signature, dtype, settings).
+One graph per (loss, C for YOLO, settings, dtype): its ONNX bytes are cached on disk
+(LOSS_ONNX_CACHE, default ~/.cache/loss-onnx, keyed by the source of this module and of
+torch_batched and torch's version; an export costs 15-30 s on 2 cores), and its
+InferenceSession in memory per device. CUDA is unverified (no GPU where this was written).
 
 Divergences that ONNX semantics could force, and how they are avoided:
 - Duplicate-index ScatterND/ScatterElements writes are unspecified in ONNX; every scatter
@@ -21,41 +29,46 @@ Divergences that ONNX semantics could force, and how they are avoided:
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import logging
+import os
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from torch.export import Dim
 
 from implementations import torch_batched as tb
 from reference.cases import SsdCase, YoloCase
 
-EXPORTER = "dynamo"
 YOLO_LAYER_KEYS = ("output", "obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "tconf", "tcls",
                    "class_mask", "iou_scores", "loss_x", "loss_y", "loss_w", "loss_h",
                    "loss_conf_obj", "loss_conf_noobj", "loss_conf", "loss_cls", "loss_total",
                    "grad")
 SSD_KEYS = ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded", "loss_l", "loss_c",
             "grad_loc", "grad_conf")
-YOLO_INPUTS = ("x", "targets", "anchors")
+YOLO_INPUTS = ("x", "targets", "anchors", "img_dim")
 SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid")
 _NP_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 class YoloGraph(torch.nn.Module):
-    """One YOLOv3 layer: (x, targets, anchors) -> the YOLO_LAYER_KEYS, gradient included."""
+    """One YOLOv3 layer: (x, targets, anchors, img_dim) -> the YOLO_LAYER_KEYS, gradient included."""
 
-    def __init__(self, num_classes: int, img_dim: float, settings):
+    def __init__(self, num_classes: int, settings):
         super().__init__()
-        self.num_classes, self.img_dim, self.s = num_classes, float(img_dim), settings
+        self.num_classes, self.s = num_classes, settings
 
-    def forward(self, x, targets, anchors):
+    def forward(self, x, targets, anchors, img_dim):
         s = self.s
-        out = tb.yolo_layer(x, targets, anchors, self.num_classes, self.img_dim,
+        out = tb.yolo_layer(x, targets, anchors, self.num_classes, img_dim,
                             s.ignore_thres, s.obj_scale, s.noobj_scale, s.log_clamp)
-        grad = tb.yolo_grad(x, out["p"], out, s.obj_scale, s.noobj_scale, s.log_clamp)
-        out["grad"] = grad
+        out["grad"] = tb.yolo_grad(x, out["p"], out, s.obj_scale, s.noobj_scale, s.log_clamp)
         return tuple(out[k] for k in YOLO_LAYER_KEYS)
 
 
@@ -74,26 +87,73 @@ class SsdGraph(torch.nn.Module):
         return tuple(out[k] for k in SSD_KEYS)
 
 
-def export_model(module: torch.nn.Module, args: tuple, input_names, output_names) -> bytes:
-    """Serialized ONNX model of ``module`` traced at the example ``args`` (fixed shapes)."""
-    with warnings.catch_warnings():
+def yolo_example(num_classes: int, dtype: str):
+    """Example inputs and dynamic axes of YoloGraph: B, A, G and T dynamic (T may be 0)."""
+    td = tb._TORCH_DTYPES[dtype]
+    b, a, g, t = Dim("B", min=1), Dim("A", min=1), Dim("G", min=1), Dim("T", min=0)
+    args = (torch.zeros((2, 2 * (num_classes + 5), 3, 3), dtype=td),
+            torch.tensor([[0, 0, 0.5, 0.5, 0.2, 0.2], [1, 0, 0.2, 0.7, 0.3, 0.1],
+                          [1, 0, 0.9, 0.1, 0.1, 0.4]], dtype=td),
+            torch.tensor([[10.0, 13.0], [30.0, 61.0]], dtype=td), torch.tensor(96.0, dtype=td))
+    dims = ({0: b, 1: (num_classes + 5) * a, 2: g, 3: g}, {0: t}, {0: a}, None)
+    return args, dims
+
+
+def ssd_example(dtype: str):
+    """Example inputs and dynamic axes of SsdGraph: B, P, C and M (truth slots) dynamic."""
+    td = tb._TORCH_DTYPES[dtype]
+    b, p, c, m = Dim("B", min=1), Dim("P", min=2), Dim("C", min=2), Dim("M", min=1)
+    args = (torch.zeros((2, 5, 4), dtype=td), torch.zeros((2, 5, 3), dtype=td),
+            torch.full((5, 4), 0.5, dtype=td),
+            torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=td).repeat(2, 3, 1),
+            torch.zeros((2, 3), dtype=td), torch.ones((2, 3), dtype=torch.bool))
+    dims = ({0: b, 1: p}, {0: b, 1: p, 2: c}, {0: p}, {0: b, 1: m}, {0: b, 1: m}, {0: b, 1: m})
+    return args, dims
+
+
+def export_model(module: torch.nn.Module, args: tuple, dims: tuple, input_names,
+                 output_names) -> bytes:
+    """Serialized ONNX model of ``module`` traced at ``args`` with dynamic axes ``dims``."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, args, dynamo=True, input_names=list(input_names),
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dims,
+                                    input_names=list(input_names),
                                     output_names=list(output_names), opset_version=18,
-                                    optimize=True, verbose=False)
+                                    verbose=False)
     return program.model_proto.SerializeToString()
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LOSS_ONNX_CACHE", Path.home() / ".cache" / "loss-onnx"))
+
+
+def _source_digest() -> str:
+    """Hash of everything a graph depends on: this module, torch_batched and torch's version."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for module in (tb, sys.modules[__name__]):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_model(key: tuple, build) -> bytes:
+    """Model bytes for ``key`` from the disk cache, else ``build()`` and store them."""
+    name = hashlib.sha256(repr((key, _source_digest())).encode()).hexdigest()[:24]
+    path = _cache_dir() / f"{name}.onnx"
+    if path.exists():
+        return path.read_bytes()
+    data = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs the re-export
+    return data
+
+
 _SESSIONS: dict = {}
-
-
-def _session(key, build) -> ort.InferenceSession:
-    """The cached InferenceSession for ``key``; ``build()`` returns the model bytes on a miss."""
-    if key not in _SESSIONS:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        _SESSIONS[key] = ort.InferenceSession(build(), options, providers=_providers(key[-1]))
-    return _SESSIONS[key]
 
 
 def _providers(device: str) -> list:
@@ -102,34 +162,35 @@ def _providers(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
-def yolo_session(x_shape, t_rows, a_count, num_classes, img_dim, settings, dtype, device="cpu"):
-    """Cached session of one YOLO layer for this shape signature, dtype and settings."""
-    key = ("yolo", tuple(x_shape), t_rows, a_count, num_classes, float(img_dim), settings,
-           dtype, device)
+def _session(key: tuple, device: str, build) -> ort.InferenceSession:
+    """The cached InferenceSession of graph ``key`` on ``device``."""
+    if (key, device) not in _SESSIONS:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        _SESSIONS[(key, device)] = ort.InferenceSession(cached_model(key, build), options,
+                                                        providers=_providers(device))
+    return _SESSIONS[(key, device)]
+
+
+def yolo_session(num_classes: int, settings, dtype: str, device: str = "cpu"):
+    """Session of one YOLO layer graph; one graph serves every B, A, G, T and img_dim."""
+    key = ("yolo", num_classes, settings, dtype)
 
     def build():
-        td = tb._TORCH_DTYPES[dtype]
-        args = (torch.zeros(x_shape, dtype=td), torch.zeros((t_rows, 6), dtype=td),
-                torch.ones((a_count, 2), dtype=td))
-        return export_model(YoloGraph(num_classes, img_dim, settings), args, YOLO_INPUTS,
+        args, dims = yolo_example(num_classes, dtype)
+        return export_model(YoloGraph(num_classes, settings), args, dims, YOLO_INPUTS,
                             YOLO_LAYER_KEYS)
-    return _session(key, build)
+    return _session(key, device, build)
 
 
-def ssd_session(loc_shape, num_classes, truth_slots, settings, dtype, device="cpu"):
-    """Cached session of the SSD loss for this shape signature, dtype and settings."""
-    b, p, _ = loc_shape
-    key = ("ssd", b, p, num_classes, truth_slots, settings, dtype, device)
+def ssd_session(settings, dtype: str, device: str = "cpu"):
+    """Session of the SSD loss graph; one graph serves every B, P, C and truth count."""
+    key = ("ssd", settings, dtype)
 
     def build():
-        td = tb._TORCH_DTYPES[dtype]
-        args = (torch.zeros((b, p, 4), dtype=td), torch.zeros((b, p, num_classes), dtype=td),
-                torch.full((p, 4), 0.5, dtype=td),
-                torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=td).repeat(b, truth_slots, 1),
-                torch.zeros((b, truth_slots), dtype=td),
-                torch.ones((b, truth_slots), dtype=torch.bool))
-        return export_model(SsdGraph(settings), args, SSD_INPUTS, SSD_KEYS)
-    return _session(key, build)
+        args, dims = ssd_example(dtype)
+        return export_model(SsdGraph(settings), args, dims, SSD_INPUTS, SSD_KEYS)
+    return _session(key, device, build)
 
 
 class OnnxRuntimeAdapter:
@@ -153,9 +214,9 @@ class OnnxRuntimeAdapter:
         for k, (x, anchors) in enumerate(zip(case.outputs, case.anchors)):
             x = np.asarray(x, dtype=npd)
             anchors = np.asarray(anchors, dtype=npd)
-            sess = yolo_session(x.shape, len(targets), len(anchors), case.num_classes,
-                                case.img_dim, case.settings, dtype, device)
-            values = sess.run(None, {"x": x, "targets": targets, "anchors": anchors})
+            sess = yolo_session(case.num_classes, case.settings, dtype, device)
+            values = sess.run(None, {"x": x, "targets": targets, "anchors": anchors,
+                                     "img_dim": np.asarray(case.img_dim, dtype=npd)})
             for key, value in zip(YOLO_LAYER_KEYS, values):
                 result[f"layer{k}.{key}"] = value
             total = total + values[YOLO_LAYER_KEYS.index("loss_total")]
@@ -168,8 +229,7 @@ class OnnxRuntimeAdapter:
         npd = _NP_DTYPES[dtype]
         boxes, labels, valid = tb.pad_truths(case.truths, npd)
         loc = np.asarray(case.loc, dtype=npd)
-        sess = ssd_session(loc.shape, case.num_classes, boxes.shape[1], case.settings, dtype,
-                           device)
+        sess = ssd_session(case.settings, dtype, device)
         values = sess.run(None, {"loc": loc, "conf": np.asarray(case.conf, dtype=npd),
                                  "priors": np.asarray(case.priors, dtype=npd),
                                  "truths": boxes, "labels": labels, "valid": valid})
