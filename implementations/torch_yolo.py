@@ -16,8 +16,9 @@ asks for. Fixes relative to the seed, rule by rule:
       every (target, anchor) pair whose wh-IoU is strictly above ``ignore_thres``.
 - Y5  Targets sharing (b, anchor, gj, gi): the last row in target order wins on every
       device. Rows are deduplicated first (stable sort of the cell key, last of each run),
-      so every index write has unique indices; tcls is the union of the rows' labels
-      (every duplicate write stores the same 1). The seed's advanced-index writes with
+      so every write of a row-dependent value (tx, ty, tw, th, class_mask, iou_scores) has
+      unique indices; the mask and tcls writes keep duplicates but store one constant
+      (True, False or 1), so any order gives the same result and tcls is the union. The seed's advanced-index writes with
       duplicate indices pick an arbitrary winner on CUDA and with many targets on CPU.
 - Y6  tw = log(gw / aw + 1e-16): unchanged.
 - Y7  BCE is written out with each log clamped from below at ``log_clamp`` (-100), instead
