@@ -58,7 +58,7 @@ _NP_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 class YoloGraph(torch.nn.Module):
-    """One YOLOv3 layer: (x, targets, anchors, img_dim) -> the YOLO_LAYER_KEYS, gradient included."""
+    """One YOLOv3 layer: (x, targets, anchors, img_dim) -> YOLO_LAYER_KEYS, gradient included."""
 
     def __init__(self, num_classes: int, settings):
         super().__init__()
@@ -73,7 +73,7 @@ class YoloGraph(torch.nn.Module):
 
 
 class SsdGraph(torch.nn.Module):
-    """MultiBoxLoss: (loc, conf, priors, truths, labels, valid) -> the SSD_KEYS, gradients included."""
+    """MultiBoxLoss: (loc, conf, priors, truths, labels, valid) -> SSD_KEYS, gradients included."""
 
     def __init__(self, settings):
         super().__init__()

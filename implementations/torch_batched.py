@@ -130,7 +130,7 @@ def bbox_iou_plus_one(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
 
 
 def _with_dummy(a: torch.Tensor, fill) -> torch.Tensor:
-    """``a`` (T, ...) with one more row of ``fill`` appended: a gather source that is never empty."""
+    """``a`` (T, ...) plus one appended row of ``fill``: a gather source that is never empty."""
     pad = torch.full((1, *a.shape[1:]), fill, dtype=a.dtype, device=a.device)
     return torch.cat([a, pad], dim=0)
 
@@ -245,21 +245,21 @@ def yolo_grad(x: torch.Tensor, p: torch.Tensor, built: dict, obj_scale: float = 
     gw = torch.where(obj, 2 * (p[..., 2] - built["tw"]) / n_obj, zero)
     gh = torch.where(obj, 2 * (p[..., 3] - built["th"]) / n_obj, zero)
     one = torch.ones_like(conf)
-    g_obj = torch.where(obj, _bce_logit_grad(conf, one, log_clamp) * (_scalar(obj_scale, conf) / n_obj), zero)
-    g_noobj = torch.where(noobj, _bce_logit_grad(conf, zero, log_clamp) * (_scalar(noobj_scale, conf) / n_noobj),
-                          zero)
+    w_obj = _scalar(obj_scale, conf) / n_obj
+    w_noobj = _scalar(noobj_scale, conf) / n_noobj
+    g_obj = torch.where(obj, _bce_logit_grad(conf, one, log_clamp) * w_obj, zero)
+    g_noobj = torch.where(noobj, _bce_logit_grad(conf, zero, log_clamp) * w_noobj, zero)
     obj_c = obj.unsqueeze(-1)
     g_cls = torch.where(obj_c, _bce_logit_grad(p[..., 5:], built["tcls"], log_clamp),
                         torch.zeros_like(p[..., 5:])) / (n_obj * c)
     g = torch.cat([torch.stack([gx, gy, gw, gh, g_obj + g_noobj], dim=-1), g_cls], dim=-1)
-    b_, a_, gs, _, c5 = g.shape
     return g.permute(0, 1, 4, 2, 3).reshape(x.shape)
 
 
 def yolo_layer(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, num_classes: int,
                img_dim: float, ignore_thres: float = 0.5, obj_scale: float = 1.0,
                noobj_scale: float = 100.0, log_clamp: float = -100.0) -> dict:
-    """Decode, targets and loss terms of one layer; keys as implementations/adapter.py (no prefix)."""
+    """Decode, targets and loss terms of one layer; the adapter.py keys without a prefix."""
     dec = yolo_decode(x, anchors, num_classes, img_dim)
     built = yolo_build_targets(dec["p"], dec["boxes"], targets, anchors, img_dim, ignore_thres)
     terms = yolo_loss_terms(dec["p"], built, obj_scale, noobj_scale, log_clamp)
@@ -319,8 +319,8 @@ def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prior
     overlaps = box_iou(truths, point_form(priors))                # (B, M, P)
     overlaps = torch.where(valid.unsqueeze(-1), overlaps, torch.full_like(overlaps, -1.0))
     best_prior = torch.argmax(overlaps, dim=2)                    # (B, M), S3, S5
-    best_truth_overlap, best_truth = torch.max(overlaps, dim=1)   # (B, P)
-    best_truth = torch.argmax(overlaps, dim=1)                    # first on ties (S3)
+    best_truth = torch.argmax(overlaps, dim=1)                    # (B, P), first on ties (S3)
+    best_truth_overlap = torch.gather(overlaps, 1, best_truth.unsqueeze(1)).squeeze(1)
     truth_ids = torch.arange(m_, device=truths.device).expand(b_, m_)
     forced = torch.full((b_, p_), -1, dtype=torch.long, device=truths.device)
     src = torch.where(valid, truth_ids, torch.full_like(truth_ids, -1))
@@ -332,7 +332,8 @@ def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prior
     matched = torch.where(has_truth, matched, torch.full_like(matched, -1))  # S13
     safe = torch.clamp(matched, min=0)
     label = torch.gather(labels.to(torch.long), 1, safe)
-    conf_t = torch.where((overlap >= _scalar(threshold, overlap)) & has_truth, label + 1, torch.zeros_like(label))
+    positive = (overlap >= _scalar(threshold, overlap)) & has_truth   # S6
+    conf_t = torch.where(positive, label + 1, torch.zeros_like(label))
     boxes = torch.gather(truths, 1, safe.unsqueeze(-1).expand(b_, p_, 4))
     loc_t = encode(boxes, priors, variances)
     loc_t = torch.where(has_truth.unsqueeze(-1), loc_t, torch.zeros_like(loc_t))
@@ -416,7 +417,7 @@ def ssd_grad(loc: torch.Tensor, conf: torch.Tensor, out: dict) -> tuple:
 
 
 def pad_truths(truths, dtype=np.float64):
-    """B arrays (n_i, 5) -> truths (B, M, 4), labels (B, M), valid (B, M) NumPy, M = max(1, max n_i)."""
+    """B arrays (n_i, 5) -> NumPy truths (B, M, 4), labels (B, M), valid (B, M); M = max(1, n_i)."""
     b = len(truths)
     m = max([1] + [len(t) for t in truths])
     boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0], dtype=dtype), (b, m, 1))
@@ -464,7 +465,8 @@ class TorchBatchedAdapter:
             for key, value in out.items():
                 result[f"layer{k}.{key}"] = value.detach().cpu().numpy()
             result[f"layer{k}.grad"] = grad.cpu().numpy()
-            total = out["loss_total"].detach() if total is None else total + out["loss_total"].detach()
+            layer_total = out["loss_total"].detach()
+            total = layer_total if total is None else total + layer_total
         result["loss_total"] = total.cpu().numpy()
         return result
 

@@ -85,7 +85,7 @@ def yolo_keys(layers: int):
 
 
 def obj_only(ref: dict, layers: int) -> dict:
-    """tx, ty, tw, th, iou_scores are compared where obj_mask is set (implementations/adapter.py)."""
+    """tx, ty, tw, th, iou_scores are compared where obj_mask is set (see adapter.py)."""
     return {f"layer{k}.{n}": ref[f"layer{k}.obj_mask"] for k in range(layers)
             for n in ("tx", "ty", "tw", "th", "iou_scores")}
 

@@ -15,9 +15,10 @@ ort = pytest.importorskip("onnxruntime")
 
 from implementations import onnx_runtime as onx  # noqa: E402
 from implementations.adapter import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS  # noqa: E402
-from reference.cases import SsdCase, YoloCase, YoloSettings, SsdSettings  # noqa: E402
+from reference.cases import SsdCase, SsdSettings, YoloCase, YoloSettings  # noqa: E402
 from reference.errors import InvalidInputError  # noqa: E402
-from test_batched_torch import assert_matches, obj_only, ssd_case, yolo_case, yolo_keys  # noqa: E402
+from test_batched_torch import (assert_matches, obj_only, ssd_case, yolo_case,  # noqa: E402
+                                yolo_keys)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
