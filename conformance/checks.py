@@ -56,14 +56,16 @@ def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0) -
     same_inf = (actual == expected)  # inf == inf counts as equal
     err = np.where(same_inf | ~sel, 0.0, np.nan_to_num(err, nan=np.inf))
     ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
-    rel = err / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
+        ulp = err / _ulp(expected, dtype)
     n = int(sel.sum())
     check = Check(quantity, "continuous", n=n, ties=ties, errors=ratio[sel])
     if n == 0:
         return check
     worst = int(np.argmax(ratio))
     check.max_abs, check.max_rel = float(err.max()), float(np.where(sel, rel, 0).max())
-    check.max_ulp = float(np.where(sel, err / _ulp(expected, dtype), 0).max())
+    check.max_ulp = float(np.where(sel, ulp, 0).max())
     check.ratio, check.atol = float(ratio.flat[worst]), float(allowed.flat[worst])
     bad = sel & (ratio > 1)
     check.passed = not bad.any()

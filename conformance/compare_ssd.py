@@ -28,14 +28,15 @@ MAX_COMBINATIONS = 64
 MAX_CANDIDATES = 8
 
 
-def _explain_score(m, impl_matched, eps):
-    """Number of priors where the implementation's match is not admissible under ``m``."""
+def _explain_score(m, impl_matched, impl_pos, threshold, eps):
+    """Number of priors where the implementation's match or positive flag is not
+    admissible under ``m``."""
     forced = m.overlap == 2
     wrong = impl_matched != m.matched
     if m.overlaps.shape[0]:
-        ok_truth = _near_best(m, impl_matched, eps)
-        wrong &= forced | ~ok_truth
-    return int(wrong.sum())
+        wrong &= forced | ~_near_best(m, impl_matched, eps)
+    wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~(m.threshold_margin < eps["iou"])
+    return int(wrong.sum() + wrong_pos.sum())
 
 
 def _near_best(m, chosen, eps):
@@ -46,9 +47,10 @@ def _near_best(m, chosen, eps):
     return valid & (iou >= m.overlaps.max(axis=0) - eps["iou"])
 
 
-def _match_image(truths, case, impl_matched, eps):
+def _match_image(truths, case, impl_matched, impl_pos, eps):
     """The reference Match for one image that best explains the implementation's matches."""
-    m = rs.match(truths, case.priors, case.settings.threshold)
+    threshold = case.settings.threshold
+    m = rs.match(truths, case.priors, threshold)
     if impl_matched is None or not len(truths):
         return m, 0
     near = np.flatnonzero(m.best_prior_margin < eps["iou"])
@@ -56,15 +58,16 @@ def _match_image(truths, case, impl_matched, eps):
     for j in near:
         top = m.overlaps[j, m.best_prior[j]]
         cand = np.flatnonzero((m.overlaps[j] >= top - eps["iou"]) & (impl_matched >= j))
+        cand = np.concatenate([cand[impl_pos[cand]], cand[~impl_pos[cand]]])  # its positives first
         alts.append([int(m.best_prior[j])] + [int(c) for c in cand[:MAX_CANDIDATES] if c != m.best_prior[j]])
-    best, best_score = m, _explain_score(m, impl_matched, eps)
+    best, best_score = m, _explain_score(m, impl_matched, impl_pos, threshold, eps)
     for combo in itertools.islice(itertools.product(*alts), 1, MAX_COMBINATIONS):
         if best_score == 0:
             break
         bp = m.best_prior.copy()
         bp[near] = combo
-        cand = rs.match(truths, case.priors, case.settings.threshold, best_prior=bp)
-        score = _explain_score(cand, impl_matched, eps)
+        cand = rs.match(truths, case.priors, threshold, best_prior=bp)
+        score = _explain_score(cand, impl_matched, impl_pos, threshold, eps)
         if score < best_score:
             best, best_score = cand, score
     return best, int(np.sum(best.best_prior != m.best_prior))
@@ -76,7 +79,10 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     impl = {k: np.asarray(v) for k, v in out.items()}
     B, P, _ = case.loc.shape
     impl_matched = impl.get("matched")
-    resolved = [_match_image(t, case, None if impl_matched is None else impl_matched[i].astype(np.int64), eps)
+    impl_pos = impl["pos_mask"].astype(bool) if "pos_mask" in impl else (
+        impl["conf_t"] > 0 if "conf_t" in impl else None)
+    resolved = [_match_image(t, case, None if impl_matched is None else impl_matched[i].astype(np.int64),
+                             None if impl_pos is None else impl_pos[i], eps)
                 for i, t in enumerate(case.truths)]
     matches = [m for m, _ in resolved]
     forced_ties = sum(t for _, t in resolved)
@@ -91,9 +97,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
                 adm_match[i] = free & _near_best(m, impl_matched[i].astype(np.int64), eps)
             adm_pos[i] = m.threshold_margin < eps["iou"]
     matched = np.where(adm_match, impl_matched if impl_matched is not None else 0, ref["matched"])
-    impl_pos = impl["pos_mask"].astype(bool) if "pos_mask" in impl else (
-        impl["conf_t"] > 0 if "conf_t" in impl else ref["pos_mask"])
-    pos = np.where(adm_pos, impl_pos, ref["pos_mask"])
+    pos = ref["pos_mask"] if impl_pos is None else np.where(adm_pos, impl_pos, ref["pos_mask"])
     labels = [np.append(t[:, 4], 0).astype(np.int64) for t in case.truths]  # [-1] -> pad
     conf_t = np.where(pos, np.stack([labels[i][matched[i]] for i in range(B)]) + 1, 0)
     corners = np.stack([np.vstack([t[:, :4], np.ones((1, 4))])[matched[i]] for i, t in enumerate(case.truths)])

@@ -12,7 +12,7 @@ from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, YOLO_LOSS_KEY
                                      YOLO_TARGET_KEYS)
 from reference.cases import SsdCase, YoloCase
 
-from . import compare_ssd, compare_yolo
+from . import compare_ssd, compare_yolo, repro
 
 PARTS = ("targets", "losses", "gradients")
 _CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
@@ -74,8 +74,10 @@ def part_keys(family: str, part: str, case) -> tuple:
     return tuple(f"layer{k}.grad" for k in layers)
 
 
-def check(target: Target, family: str, part: str, case, record=None):
-    """Run and compare; skip with a reason for what the adapter does not cover."""
+def check(target: Target, family: str, part, case, record=None):
+    """Run and compare one part (or a tuple of parts); skip with a reason for what the
+    adapter does not cover."""
+    parts = (part,) if isinstance(part, str) else tuple(part)
     if not hasattr(target.adapter, family):
         pytest.skip(f"{target.adapter.name} covers no {family.upper()} loss")
     reason = target.adapter.skip_reason(target.device)
@@ -83,14 +85,17 @@ def check(target: Target, family: str, part: str, case, record=None):
         pytest.skip(f"{target.adapter.name} on {target.device}: {reason}")
     rounded = case.astype(target.dtype)
     out = outputs(target, family, rounded)
-    keys = part_keys(family, part, rounded)
+    keys = [k for p in parts for k in part_keys(family, p, rounded)]
     if not any(k in out for k in keys):
-        pytest.skip(f"{target.adapter.name} returns no {part} ({', '.join(keys[:3])}, ...)")
+        pytest.skip(f"{target.adapter.name} returns no {'/'.join(parts)} ({', '.join(keys[:3])}, ...)")
     compare = compare_yolo.compare if family == "yolo" else compare_ssd.compare
-    checks = compare(rounded, out, target.dtype, parts=(part,))
+    checks = compare(rounded, out, target.dtype, parts=parts)
     failed = [c for c in checks if not c.passed]
     if record is not None:
         for c in checks:
-            record(target, family, part, c, case.name or fingerprint(case)[:12])
+            record(target, family, "-".join(parts), c, case.name or fingerprint(case)[:12])
     if failed:
-        raise ConformanceFailure("\n\n".join(c.message for c in failed))
+        test_id = f"test_{family}[{target.id}-{'-'.join(parts)}]"
+        command = repro.save(case, test_id, target)
+        raise ConformanceFailure("\n\n".join(c.message for c in failed)
+                                 + f"\n\ncase: {case.name or 'generated'}; reproduce with:\n    {command}")
