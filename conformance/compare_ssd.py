@@ -2,8 +2,8 @@
 
 1. Per image, the reference match is computed with its margins. A truth whose best
    prior is a near-tie at the dtype's precision may be forced onto any of the tied
-   priors; the engine tries the implementation's candidates (up to MAX_COMBINATIONS per
-   image) and keeps the forced assignment that explains its ``matched`` best.
+   priors; the engine searches the implementation's candidates and keeps the forced
+   assignment that best explains its ``matched`` and ``pos_mask``.
 2. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
    comparison is a near-tie; conf_t and loc_t are then checked on the implementation's
    own admissible choices.
@@ -14,8 +14,6 @@
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from reference import ssd as rs
@@ -24,18 +22,18 @@ from reference.cases import SsdCase
 from . import tolerances as tol
 from .checks import Check, continuous, discrete
 
-MAX_COMBINATIONS = 64
+MAX_SWEEPS = 3
 MAX_CANDIDATES = 8
 
 
-def _explain_score(m, impl_matched, impl_pos, threshold, eps):
+def _explain_score(m, impl_matched, impl_pos, threshold, eps, dtype):
     """Number of priors where the implementation's match or positive flag is not
     admissible under ``m``."""
     forced = m.overlap == 2
     wrong = impl_matched != m.matched
     if m.overlaps.shape[0]:
         wrong &= forced | ~_near_best(m, impl_matched, eps)
-    wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~(m.threshold_margin < eps["iou"])
+    wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
     return int(wrong.sum() + wrong_pos.sum())
 
 
@@ -47,29 +45,39 @@ def _near_best(m, chosen, eps):
     return valid & (iou >= m.overlaps.max(axis=0) - eps["iou"])
 
 
-def _match_image(truths, case, impl_matched, impl_pos, eps):
-    """The reference Match for one image that best explains the implementation's matches."""
+def _match_image(truths, case, impl_matched, impl_pos, eps, dtype):
+    """The reference Match for one image that best explains the implementation's matches.
+
+    Truths whose best prior is a near-tie may be forced onto any tied prior. The search
+    is greedy, one truth at a time over its candidates (the implementation's positives
+    first), for MAX_SWEEPS sweeps: linear in the candidates, where trying every
+    combination would be exponential in the number of tied truths.
+    """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
     if impl_matched is None or not len(truths):
         return m, 0
     near = np.flatnonzero(m.best_prior_margin < eps["iou"])
-    alts = []
+    alts = {}
     for j in near:
         top = m.overlaps[j, m.best_prior[j]]
         cand = np.flatnonzero((m.overlaps[j] >= top - eps["iou"]) & (impl_matched >= j))
-        cand = np.concatenate([cand[impl_pos[cand]], cand[~impl_pos[cand]]])  # its positives first
-        alts.append([int(m.best_prior[j])] + [int(c) for c in cand[:MAX_CANDIDATES] if c != m.best_prior[j]])
-    best, best_score = m, _explain_score(m, impl_matched, impl_pos, threshold, eps)
-    for combo in itertools.islice(itertools.product(*alts), 1, MAX_COMBINATIONS):
-        if best_score == 0:
+        alts[j] = np.concatenate([cand[impl_pos[cand]], cand[~impl_pos[cand]]])[:MAX_CANDIDATES]
+    best, best_score = m, _explain_score(m, impl_matched, impl_pos, threshold, eps, dtype)
+    for _ in range(MAX_SWEEPS):
+        improved = False
+        for j in near:
+            for c in alts[j]:
+                if best_score == 0 or c == best.best_prior[j]:
+                    continue
+                bp = best.best_prior.copy()
+                bp[j] = c
+                cand = rs.match(truths, case.priors, threshold, best_prior=bp)
+                score = _explain_score(cand, impl_matched, impl_pos, threshold, eps, dtype)
+                if score < best_score:
+                    best, best_score, improved = cand, score, True
+        if not improved:
             break
-        bp = m.best_prior.copy()
-        bp[near] = combo
-        cand = rs.match(truths, case.priors, threshold, best_prior=bp)
-        score = _explain_score(cand, impl_matched, impl_pos, threshold, eps)
-        if score < best_score:
-            best, best_score = cand, score
     return best, int(np.sum(best.best_prior != m.best_prior))
 
 
@@ -82,7 +90,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     impl_pos = impl["pos_mask"].astype(bool) if "pos_mask" in impl else (
         impl["conf_t"] > 0 if "conf_t" in impl else None)
     resolved = [_match_image(t, case, None if impl_matched is None else impl_matched[i].astype(np.int64),
-                             None if impl_pos is None else impl_pos[i], eps)
+                             None if impl_pos is None else impl_pos[i], eps, dtype)
                 for i, t in enumerate(case.truths)]
     matches = [m for m, _ in resolved]
     forced_ties = sum(t for _, t in resolved)
@@ -95,7 +103,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
             free = m.overlap != 2
             if impl_matched is not None:
                 adm_match[i] = free & _near_best(m, impl_matched[i].astype(np.int64), eps)
-            adm_pos[i] = m.threshold_margin < eps["iou"]
+            adm_pos[i] = tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
     matched = np.where(adm_match, impl_matched if impl_matched is not None else 0, ref["matched"])
     pos = ref["pos_mask"] if impl_pos is None else np.where(adm_pos, impl_pos, ref["pos_mask"])
     labels = [np.append(t[:, 4], 0).astype(np.int64) for t in case.truths]  # [-1] -> pad

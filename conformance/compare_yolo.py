@@ -85,10 +85,10 @@ def _put(base, idx, values):
     return out
 
 
-def _noobj_admissible(a, targets, shape, eps):
+def _noobj_admissible(a, targets, shape, eps, dtype):
     """Cells whose noobj bit hangs on a near-tie ignore comparison."""
     adm = np.zeros(shape, bool)
-    t, anc = np.nonzero(a.ignore_margin < eps["iou"])
+    t, anc = np.nonzero(tol.threshold_tie(a.ignore_margin, eps["iou"], dtype))
     b = targets[t, 0].astype(np.int64)
     adm[b, anc, a.gj[t], a.gi[t]] = True
     return adm
@@ -105,7 +105,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
         pre = f"layer{k}."
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
         evaluated = dict(built)
-        noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps)
+        noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
         if "noobj_mask" in impl:
             diff = impl["noobj_mask"].astype(bool) != built["noobj_mask"]
             if not (diff & ~noobj_adm).any():
@@ -197,11 +197,17 @@ def _bce_element_error(p, t, u, clamp):
     −log p: p has relative error 2u, so the term has error 2u + u·|log p|.
     −log(1 − p): 1 − p has relative error 2u·p/(1 − p) + u (σ's error, then the
     subtraction), so the term has error (2u·p/(1 − p) + u) + u·|log(1 − p)|: the
-    conditioning of BCE on probabilities. A term is at most −clamp, so no error exceeds it.
+    conditioning of BCE on probabilities.
+    Saturation: σ is not correctly rounded in every library (float32 torch gives
+    σ(17) = 1 where the rounded value is 1 − 2⁻²⁴), so when 1 − p is within 4u of 0, or p
+    is within 4u of the smallest normal number, the term may be anywhere between its
+    value and the clamp. No error exceeds −clamp, a term's largest value.
     """
-    with np.errstate(divide="ignore"):
-        e1 = 2 * u + u * np.minimum(-np.log(p), -clamp)
-        e0 = 2 * u * p / (1 - p) + u + u * np.minimum(-np.log1p(-p), -clamp)
+    tiny = u * 2.0**-100 if u < 2.0**-30 else 2.0**-126 if u < 2.0**-12 else 2.0**-14
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.where(p <= tiny / (4 * u), -clamp, 2 * u + u * np.minimum(-np.log(p), -clamp))
+        e0 = np.where(1 - p <= 4 * u, -clamp,
+                      2 * u * p / (1 - p) + u + u * np.minimum(-np.log1p(-p), -clamp))
     return np.minimum(np.where(t == 1, e1, e0), -clamp)  # t is 0 or 1 (tconf, multi-hot tcls)
 
 
@@ -266,6 +272,12 @@ def grad_bound(x, built, g, case, dtype):
         np.broadcast_to((obj / (n_obj * C))[..., None], p[..., 1:].shape)], axis=-1)
     saturated = (p <= 8 * u) | (1 - p <= 8 * u)
     # d bce / d z = weight·(p − t): p carries 2u relative error, which (p − t) does not
-    # shrink when p is close to t (cancellation).
-    bound[..., 4:] += weight * np.where(saturated, 1.0, 2 * u * p)
+    # shrink when p is close to t (cancellation). Through the chain rule an implementation
+    # divides by its rounded 1 − p (t = 0) or p (t = 1), so the derivative inherits BCE's
+    # conditioning: relative error 2u·p/(1 − p), resp. 2u·(1 − p)/p.
+    t = np.concatenate([obj[..., None].astype(float), built["tcls"]], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = np.where(t == 1, (1 - p) / p, p / (1 - p))
+    g_last = np.moveaxis(np.abs(g).reshape(B, A, C + 5, G, G), 2, -1)[..., 4:]
+    bound[..., 4:] += np.where(saturated, weight, weight * 2 * u * p + 2 * u * cond * g_last)
     return tol.SAFETY * np.moveaxis(bound, -1, 2).reshape(x.shape)

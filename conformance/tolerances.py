@@ -51,3 +51,16 @@ def decision_eps(dtype: str) -> dict:
 def allowed(ref: np.ndarray, u: float, atol: float = 0.0, rtol: float = 0.0) -> np.ndarray:
     """SAFETY·(atol + rtol·|ref|), elementwise, with atol and rtol in absolute units."""
     return SAFETY * (atol + rtol * np.abs(np.asarray(ref, dtype=np.float64)))
+
+
+def threshold_tie(margin: np.ndarray, eps: float, dtype: str) -> np.ndarray:
+    """Is a threshold comparison (IoU vs 0.5, wh-IoU vs ignore_thres) a near-tie?
+
+    A value exactly on the threshold (margin 0) is decided by the spec's strictness
+    (S6: ≥ is positive; Y4: only > ignores), which float64 must follow: inputs on short
+    binary fractions make such IoUs exact in any operation order. In lower precisions
+    the implementation's own rounding may put it on either side, so it is a near-tie.
+    Argmax ties, by contrast, are admissible at every precision (any tied index).
+    """
+    tie = margin < eps
+    return tie & (margin > 0) if dtype == "float64" else tie

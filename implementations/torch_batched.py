@@ -35,6 +35,18 @@ from reference.cases import SsdCase, YoloCase
 # ----------------------------------------------------------------------------- helpers
 
 
+
+def sigmoid(t):
+    """σ(t) with relative accuracy over the whole range, from exp(−|t|) ≤ 1 (no overflow).
+
+    Not torch.sigmoid: exported to ONNX that becomes the Sigmoid op, and ONNX Runtime's
+    float32 Sigmoid is a fast approximation with absolute accuracy only (σ(−20) = 0,
+    σ(−17) = 8.9e-8 instead of 4.1e-8), which moves −log p by up to the −100 clamp (Y7, Y10).
+    """
+    e = torch.exp(-torch.abs(t))
+    return torch.where(t >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def _scalar(value, like: torch.Tensor) -> torch.Tensor:
     """``value`` (a Python number or 0-d tensor) as a 0-d tensor of ``like``'s dtype and device.
 
@@ -92,7 +104,7 @@ def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_di
     g = x.shape[2]
     stride = _scalar(img_dim, x) / _grid_size(x)
     t = yolo_channels(x, a, num_classes)
-    sig = torch.sigmoid(t)
+    sig = sigmoid(t)
     p = torch.cat([sig[..., 0:2], t[..., 2:4], sig[..., 4:]], dim=-1)
     grid = torch.arange(g, dtype=x.dtype, device=x.device)
     scaled = anchors.to(x.dtype) / stride
