@@ -1,0 +1,152 @@
+"""The comparison engine both ways: other tie-breaking passes, wrong rules fail.
+
+Each implementation here is the reference with one change. "Last index on ties" is a
+correct implementation (the spec admits any tied choice); the others break a spec rule
+and the engine must catch them on the curated case that shows the rule.
+"""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conformance import compare_ssd, compare_yolo, corpus
+from reference import ssd as rs
+from reference import yolo as ry
+
+
+def failures(checks):
+    return sorted(c.quantity for c in checks if not c.passed)
+
+
+def last_tied(values, axis=-1):
+    """argmax that takes the last index among exact ties."""
+    flipped = np.flip(values, axis=axis)
+    return values.shape[axis] - 1 - np.argmax(flipped, axis=axis)
+
+
+# ---------------------------------------------------------------- YOLO
+
+def yolo_last_anchor_on_ties(case, dtype="float64"):
+    assignments = []
+    for x, anchors in zip(case.outputs, case.anchors):
+        a = ry.assign(case.targets, anchors, x.shape[-1], case.img_dim, case.settings.ignore_thres)
+        assignments.append(replace(a, best_anchor=last_tied(a.wh_iou).astype(np.int64)))
+    return ry.evaluate(case, prob_dtype=dtype, assignments=assignments)
+
+
+def yolo_first_row_wins(case, dtype="float64"):
+    """Collisions: the first row wins (the spec says the last)."""
+    return ry.evaluate(replace(case, targets=case.targets[::-1].copy()), prob_dtype=dtype)
+
+
+def yolo_ignore_at_or_above(case, dtype="float64"):
+    """Ignore with ≥ instead of > (Y4)."""
+    s = replace(case.settings, ignore_thres=np.nextafter(case.settings.ignore_thres, 0))
+    return ry.evaluate(replace(case, settings=s), prob_dtype=dtype)
+
+
+def yolo_no_upper_clamp(case, dtype="float64"):
+    """cx = 1.0 dropped instead of clamped into the last cell (Y3)."""
+    keep = (case.targets[:, 2] < 1) & (case.targets[:, 3] < 1)
+    return ry.evaluate(replace(case, targets=case.targets[keep]), prob_dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_yolo_other_tie_breaking_passes(dtype):
+    case = corpus.y2_best_anchor_tie().astype(dtype)
+    ref = ry.evaluate(case, prob_dtype=dtype)
+    out = yolo_last_anchor_on_ties(case, dtype)
+    assert not np.array_equal(out["layer0.obj_mask"], ref["layer0.obj_mask"]), "the case must have a tie"
+    checks = compare_yolo.compare(case, out, dtype)
+    assert failures(checks) == []
+    assert sum(c.ties for c in checks) > 0
+
+
+@pytest.mark.parametrize("wrong,case", [
+    (yolo_first_row_wins, corpus.y5_two_targets_one_cell),
+    (yolo_ignore_at_or_above, corpus.y4_ignore_exactly_threshold),
+    (yolo_no_upper_clamp, corpus.y3_cx_equal_one),
+])
+def test_yolo_wrong_rule_fails(wrong, case):
+    c = case()
+    assert failures(compare_yolo.compare(c, wrong(c), "float64"))
+
+
+# ---------------------------------------------------------------- SSD
+
+def ssd_last_prior_on_ties(case, dtype="float64"):
+    """Forced priors and mining ties broken by the highest index instead of the lowest."""
+    thr = case.settings.threshold
+    matches = [rs.match(t, case.priors, thr, best_prior=last_tied(rs.iou(t[:, :4], rs.point_form(case.priors)))
+                        if len(t) else None) for t in case.truths]
+    tg = rs.targets(case, matches)
+    score = rs.mining_score(case.conf, tg["conf_t"])
+    flipped = rs.hard_negative_mask(score[:, ::-1], tg["pos_mask"][:, ::-1], case.settings.neg_pos)
+    return rs.evaluate(case, matches=matches, neg_mask=flipped.neg_mask[:, ::-1].copy())
+
+
+def ssd_earlier_truth_wins(case, dtype="float64"):
+    """Forced matching with the earlier truth winning a shared prior (S4 says later)."""
+    thr = case.settings.threshold
+    matches = []
+    for t in case.truths:
+        m = rs.match(t[::-1], case.priors, thr)
+        n = len(t)
+        matches.append(replace(m, matched=np.where(m.matched >= 0, n - 1 - m.matched, -1),
+                               overlaps=m.overlaps[::-1], best_prior=m.best_prior[::-1]))
+    return rs.evaluate(case, matches=matches)
+
+
+def ssd_threshold_strict(case, dtype="float64"):
+    """IoU exactly at the threshold treated as background (S6 says positive)."""
+    s = replace(case.settings, threshold=np.nextafter(case.settings.threshold, 1))
+    return rs.evaluate(replace(case, settings=s))
+
+
+def ssd_global_max_mining(case, dtype="float64"):
+    """The seed's mining score: one global max, rows far below it underflow (S9)."""
+    out = rs.evaluate(case)
+    conf = case.conf.astype(np.float32)
+    with np.errstate(divide="ignore"):
+        lse = np.log(np.exp(conf - conf.max()).sum(-1)) + conf.max()
+    score = np.where(out["pos_mask"], 0, lse - np.take_along_axis(conf, out["conf_t"][..., None], -1)[..., 0])
+    mining = rs.hard_negative_mask(score.astype(np.float64), out["pos_mask"], case.settings.neg_pos)
+    return rs.evaluate(case, neg_mask=mining.neg_mask)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", [corpus.s3_best_prior_tie, corpus.s10_tied_negative_scores])
+def test_ssd_other_tie_breaking_passes(case, dtype):
+    c = case().astype(dtype)
+    out = ssd_last_prior_on_ties(c, dtype)
+    ref = rs.evaluate(c)
+    assert any(not np.array_equal(out[k], ref[k]) for k in ("matched", "pos_mask", "neg_mask")), "needs a tie"
+    checks = compare_ssd.compare(c, out, dtype)
+    assert failures(checks) == []
+    assert sum(c.ties for c in checks) > 0
+
+
+def hard_negative_far_below():
+    """S9's case with background prior 1 made the hardest negative (score ~100) in a row
+    ~400 below the batch's largest logit: float32 exp underflows there with a global max."""
+    c = corpus.s9_mining_scores_far_apart()
+    conf = c.conf.copy()
+    conf[0, 1] = [-300.0, -200.0, -200.0]
+    return replace(c, conf=conf)
+
+
+@pytest.mark.parametrize("wrong,case", [
+    (ssd_earlier_truth_wins, corpus.s4_later_truth_wins),
+    (ssd_threshold_strict, corpus.s6_iou_exactly_half),
+    (ssd_global_max_mining, hard_negative_far_below),
+])
+def test_ssd_wrong_rule_fails(wrong, case):
+    c = case()
+    assert failures(compare_ssd.compare(c, wrong(c), "float64"))
+
+
+def test_mismatch_message_names_count_share_and_index():
+    c = corpus.s4_later_truth_wins()
+    bad = [x for x in compare_ssd.compare(c, ssd_earlier_truth_wins(c), "float64") if not x.passed]
+    msg = bad[0].message
+    assert "Mismatched elements:" in msg and "%" in msg and "index" in msg
