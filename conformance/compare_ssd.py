@@ -49,9 +49,9 @@ def _match_image(truths, case, impl_matched, impl_pos, eps, dtype):
     """The reference Match for one image that best explains the implementation's matches.
 
     Truths whose best prior is a near-tie may be forced onto any tied prior. The search
-    is greedy, one truth at a time over its candidates (the implementation's positives
-    first), for MAX_SWEEPS sweeps: linear in the candidates, where trying every
-    combination would be exponential in the number of tied truths.
+    starts from each truth's likeliest candidate (a positive the implementation matched to
+    it), then improves one truth at a time for MAX_SWEEPS sweeps: linear in the
+    candidates, where trying every combination would be exponential in the tied truths.
     """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
@@ -62,8 +62,17 @@ def _match_image(truths, case, impl_matched, impl_pos, eps, dtype):
     for j in near:
         top = m.overlaps[j, m.best_prior[j]]
         cand = np.flatnonzero((m.overlaps[j] >= top - eps["iou"]) & (impl_matched >= j))
-        alts[j] = np.concatenate([cand[impl_pos[cand]], cand[~impl_pos[cand]]])[:MAX_CANDIDATES]
+        # Likeliest first: its positives matched to j, then positives a later truth took.
+        rank = np.where(impl_pos[cand] & (impl_matched[cand] == j), 0, np.where(impl_pos[cand], 1, 2))
+        alts[j] = cand[np.argsort(rank, kind="stable")][:MAX_CANDIDATES]
     best, best_score = m, _explain_score(m, impl_matched, impl_pos, threshold, eps, dtype)
+    if best_score and all(len(alts[j]) for j in near):  # start from the likeliest candidates
+        bp = m.best_prior.copy()
+        bp[near] = [alts[j][0] for j in near]
+        start = rs.match(truths, case.priors, threshold, best_prior=bp)
+        score = _explain_score(start, impl_matched, impl_pos, threshold, eps, dtype)
+        if score < best_score:
+            best, best_score = start, score
     for _ in range(MAX_SWEEPS):
         improved = False
         for j in near:

@@ -114,7 +114,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
             checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
         if "losses" in parts:
             ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
-            bounds = loss_bounds(x, evaluated, case.settings, ref_losses, dtype)
+            bounds = loss_bounds(x, evaluated, case, k, ref_losses, dtype)
             checks += [continuous(pre + key, impl[key], ref_losses[key], bounds[key], dtype, ties=ties)
                        for key in ref_losses if key in impl]
             total += float(ref_losses["loss_total"])
@@ -122,7 +122,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
             total_ties += ties
         if "gradients" in parts and "grad" in impl:
             g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
-            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, evaluated, g, case, dtype),
+            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, evaluated, g, case, k, dtype),
                                      dtype, ties=ties))
     if "losses" in parts and "loss_total" in out:
         # The layers' totals summed: one more rounding per layer on top of their bounds.
@@ -154,11 +154,10 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
         if key in impl:
             checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, atol=u * grid),
                                      dtype, where=obj, ties=ties))
-    # tw, th: gw/aw carries ≤ 4 roundings (w·G, anchor/stride twice, the division): relative
-    # error 4u, i.e. absolute 4u after the log, plus the log's own u·|tw|.
     for key in ("tw", "th"):
         if key in impl:
-            checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, 4 * u, u),
+            checks.append(continuous(pre + key, impl[key], built[key],
+                                     tol.SAFETY * size_target_error(built[key], case, k, u),
                                      dtype, where=obj, ties=ties))
     # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
     # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
@@ -173,16 +172,26 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
     return checks
 
 
+def size_target_error(tw, case, k, u):
+    """Error of tw = log(gw / aw + 1e-16): gw / aw carries ≤ 4 roundings (w·G, anchor /
+    stride twice, the division), so 4u absolute after the log; the log itself adds
+    TRANSCENDENTAL_ULPS·u·|tw|, or, where an implementation takes log gw − log aw, that
+    much of |log gw| + |log aw| ≤ |tw| + 2|log aw|."""
+    grid = case.outputs[k].shape[-1]
+    log_aw = float(np.abs(np.log(case.anchors[k] * grid / case.img_dim)).max())
+    return 4 * u + tol.TRANSCENDENTAL_ULPS * u * (np.abs(tw) + 2 * log_aw)
+
+
 def output_bound(x, ref, case, dtype):
     """Decoded output: xy = (σ + cell)·stride has error ≤ 3u·img_dim; wh = exp(t)·anchor has
-    relative error (|t| + 3)u; conf and cls are σ outputs with relative error 2u."""
+    relative error (|t| + TRANSCENDENTAL_ULPS)u; conf and cls are σ outputs, relative 2u."""
     u = tol.unit(dtype)
     B, AC, G, _ = x.shape
     A = AC // (case.num_classes + 5)
     t = np.moveaxis(x.reshape(B, A, case.num_classes + 5, G, G), 2, -1).reshape(B, A * G * G, -1)
     bound = np.empty_like(ref)
     bound[..., :2] = 3 * u * case.img_dim
-    bound[..., 2:4] = (np.abs(t[..., 2:4]) + 3) * u * np.abs(ref[..., 2:4])
+    bound[..., 2:4] = (np.abs(t[..., 2:4]) + tol.TRANSCENDENTAL_ULPS) * u * np.abs(ref[..., 2:4])
     bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
     return tol.SAFETY * bound
 
@@ -194,9 +203,9 @@ def _sigmoid(z):
 def _bce_element_error(p, t, u, clamp):
     """Absolute error of one clamped BCE term computed from p = σ(z) rounded to the dtype.
 
-    −log p: p has relative error 2u, so the term has error 2u + u·|log p|.
+    −log p: p has relative error 2u, so the term has error 2u + the log's own error.
     −log(1 − p): 1 − p has relative error 2u·p/(1 − p) + u (σ's error, then the
-    subtraction), so the term has error (2u·p/(1 − p) + u) + u·|log(1 − p)|: the
+    subtraction), so the term has error (2u·p/(1 − p) + u) + the log's error: the
     conditioning of BCE on probabilities.
     Saturation: σ is not correctly rounded in every library (float32 torch gives
     σ(17) = 1 where the rounded value is 1 − 2⁻²⁴), so when 1 − p is within 4u of 0, or p
@@ -205,13 +214,14 @@ def _bce_element_error(p, t, u, clamp):
     """
     tiny = u * 2.0**-100 if u < 2.0**-30 else 2.0**-126 if u < 2.0**-12 else 2.0**-14
     with np.errstate(divide="ignore", invalid="ignore"):
-        e1 = np.where(p <= tiny / (4 * u), -clamp, 2 * u + u * np.minimum(-np.log(p), -clamp))
+        ulps = tol.TRANSCENDENTAL_ULPS * u
+        e1 = np.where(p <= tiny / (4 * u), -clamp, 2 * u + ulps * np.minimum(-np.log(p), -clamp))
         e0 = np.where(1 - p <= 4 * u, -clamp,
-                      2 * u * p / (1 - p) + u + u * np.minimum(-np.log1p(-p), -clamp))
+                      2 * u * p / (1 - p) + u + ulps * np.minimum(-np.log1p(-p), -clamp))
     return np.minimum(np.where(t == 1, e1, e0), -clamp)  # t is 0 or 1 (tconf, multi-hot tcls)
 
 
-def loss_bounds(x, built, settings, ref_losses, dtype):
+def loss_bounds(x, built, case, k, ref_losses, dtype):
     """Allowed absolute error of every loss term of one layer (see ``_bce_element_error``)."""
     u = tol.unit(dtype)
     B, AC, G, _ = x.shape
@@ -221,6 +231,7 @@ def loss_bounds(x, built, settings, ref_losses, dtype):
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     n_obj, n_noobj = int(obj.sum()), int(noobj.sum())
     p = round_to(_sigmoid(z[..., 4:]), dtype)
+    settings = case.settings
     clamp = settings.log_clamp
 
     def mean_bound(errors, mask, value):
@@ -233,7 +244,7 @@ def loss_bounds(x, built, settings, ref_losses, dtype):
     for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
                              ("loss_w", "tw", None), ("loss_h", "th", None)):
         if eps is None:
-            eps = 4 * u + u * float(np.abs(built[target][obj]).max(initial=0))
+            eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, u))
         loss = float(ref_losses[key])
         b[key] = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
     conf_err = _bce_element_error(p[..., 0], obj.astype(float), u, clamp)
@@ -248,7 +259,7 @@ def loss_bounds(x, built, settings, ref_losses, dtype):
     return {k: tol.SAFETY * v for k, v in b.items()}
 
 
-def grad_bound(x, built, g, case, dtype):
+def grad_bound(x, built, g, case, k, dtype):
     """Gradient of one layer: each element is a short chain (≤ 8 roundings) of its own
     inputs, so relative error 8u, plus the error of its target scaled by the mean's 2/n
     (tx: u·G, tw: 4u + u|tw|) and, for BCE terms, the conditioning of p near 0 or 1:
@@ -263,7 +274,7 @@ def grad_bound(x, built, g, case, dtype):
     bound = np.moveaxis((8 * u * np.abs(g)).reshape(B, A, C + 5, G, G), 2, -1).copy()
     tw_max = float(np.abs(np.stack([built["tw"], built["th"]])[:, obj]).max(initial=0))
     bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
-    bound[..., 2:4] += np.where(obj, 2 / n_obj * (4 + tw_max) * u, 0)[..., None]
+    bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, u), 0)[..., None]
     z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
     p = round_to(_sigmoid(z[..., 4:]), dtype)
     n_noobj = max(int(built["noobj_mask"].sum()), 1)
