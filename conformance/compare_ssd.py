@@ -90,6 +90,17 @@ def _match_image(truths, case, impl_matched, impl_pos, eps, dtype):
     return best, int(np.sum(best.best_prior != m.best_prior))
 
 
+def _decided_targets(case, matched, pos):
+    """conf_t (B, P) and loc_t (B, P, 4) for chosen matches and positives, by the reference's
+    rules (S6, S7); index −1 (no truth) reads a padding row that no positive uses."""
+    B, P = matched.shape
+    pad = np.array([[0.0, 0.0, 1.0, 1.0, -1.0]])
+    rows = np.stack([np.vstack([t, pad])[matched[i]] for i, t in enumerate(case.truths)])
+    conf_t = np.where(pos, rows[..., 4].astype(np.int64) + 1, 0)
+    loc_t = rs.encode(rows[..., :4].reshape(-1, 4), np.tile(case.priors, (B, 1)), case.settings.variances)
+    return conf_t, np.where(pos[..., None], loc_t.reshape(B, P, 4), 0.0)
+
+
 def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
     """All checks of one SSD case. ``case`` is already rounded to ``dtype``."""
     eps, u = tol.decision_eps(dtype), tol.unit(dtype)
@@ -115,11 +126,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
             adm_pos[i] = tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
     matched = np.where(adm_match, impl_matched if impl_matched is not None else 0, ref["matched"])
     pos = ref["pos_mask"] if impl_pos is None else np.where(adm_pos, impl_pos, ref["pos_mask"])
-    labels = [np.append(t[:, 4], 0).astype(np.int64) for t in case.truths]  # [-1] -> pad
-    conf_t = np.where(pos, np.stack([labels[i][matched[i]] for i in range(B)]) + 1, 0)
-    corners = np.stack([np.vstack([t[:, :4], np.ones((1, 4))])[matched[i]] for i, t in enumerate(case.truths)])
-    loc_t = np.where(pos[..., None], rs.encode(corners.reshape(-1, 4), np.tile(case.priors, (B, 1)),
-                                               case.settings.variances).reshape(B, P, 4), 0.0)
+    conf_t, loc_t = _decided_targets(case, matched, pos)
     score = rs.mining_score(case.conf, conf_t)
     mining = rs.hard_negative_mask(score, pos, case.settings.neg_pos)
     score_eps = eps["score"] * (np.log2(case.num_classes) + 4) * (1 + np.abs(case.conf).max(axis=(1, 2)))
