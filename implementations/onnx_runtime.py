@@ -8,15 +8,17 @@ TorchScript exporter is deprecated. Everything data-dependent is inside the grap
 anchor / best prior (ArgMax), cell and truth winners (ScatterElements "max" over the row
 index), masks, hard negative mining (TopK over the whole row, then a scatter of ranks),
 masked means, and the closed-form gradients (Y9, S11: MSE, clamped BCE through sigmoid,
-smooth L1, softmax CE). The graph inputs are the raw case arrays only: YOLO x
-(B, A*(C+5), G, G), targets (T, 6), anchors (A, 2), img_dim (); SSD loc (B, P, 4), conf
-(B, P, C), priors (P, 4), and the truths padded to (B, M, 4) with labels (B, M) and a validity
-mask (B, M) (padding only packs the ragged list; it computes nothing). All those axes are
-dynamic; C of YOLO, thresholds, scales and variances are constants of the graph.
+smooth L1, softmax CE). The graph inputs are the raw case arrays and the settings only: YOLO
+x (B, A*(C+5), G, G), targets (T, 6), anchors (A, 2), img_dim (), then ignore_thres,
+obj_scale, noobj_scale, log_clamp (0-d, the graph's dtype); SSD loc (B, P, 4), conf (B, P, C),
+priors (P, 4), the truths padded to (B, M, 4) with labels (B, M) and a validity mask (B, M)
+(padding only packs the ragged list; it computes nothing), then threshold (0-d, the graph's
+dtype), neg_pos (0-d int64) and variances (2,). All those axes are dynamic, YOLO's C included
+(the graph reads it off x as x.shape[1] // A - 5).
 
-One graph per (loss, C for YOLO, settings, dtype): its ONNX bytes are cached on disk
-(LOSS_ONNX_CACHE, default ~/.cache/loss-onnx, keyed by the source of this module and of
-torch_batched and torch's version; an export costs 15-30 s on 2 cores), and its
+One graph per (loss, dtype), serving every shape, C and settings: its ONNX bytes are cached
+on disk (LOSS_ONNX_CACHE, default ~/.cache/loss-onnx, keyed by the source of this module and
+of torch_batched and torch's version; an export costs 15-30 s on 2 cores), and its
 InferenceSession in memory per device. CUDA is unverified (no GPU where this was written).
 
 Divergences that ONNX semantics could force, and how they are avoided:
@@ -52,50 +54,66 @@ YOLO_LAYER_KEYS = ("output", "obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "
                    "grad")
 SSD_KEYS = ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded", "loss_l", "loss_c",
             "grad_loc", "grad_conf")
-YOLO_INPUTS = ("x", "targets", "anchors", "img_dim")
-SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid")
+YOLO_INPUTS = ("x", "targets", "anchors", "img_dim", "ignore_thres", "obj_scale", "noobj_scale",
+               "log_clamp")
+SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid", "threshold", "neg_pos",
+              "variances")
 _NP_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 class YoloGraph(torch.nn.Module):
-    """One YOLOv3 layer: (x, targets, anchors, img_dim) -> YOLO_LAYER_KEYS, gradient included."""
+    """One YOLOv3 layer: YOLO_INPUTS -> YOLO_LAYER_KEYS, gradient included; C from x."""
 
-    def __init__(self, num_classes: int, settings):
-        super().__init__()
-        self.num_classes, self.s = num_classes, settings
-
-    def forward(self, x, targets, anchors, img_dim):
-        s = self.s
-        out = tb.yolo_layer(x, targets, anchors, self.num_classes, img_dim,
-                            s.ignore_thres, s.obj_scale, s.noobj_scale, s.log_clamp)
-        out["grad"] = tb.yolo_grad(x, out["p"], out, s.obj_scale, s.noobj_scale, s.log_clamp)
+    def forward(self, x, targets, anchors, img_dim, ignore_thres, obj_scale, noobj_scale,
+                log_clamp):
+        out = tb.yolo_layer(x, targets, anchors, None, img_dim, ignore_thres, obj_scale,
+                            noobj_scale, log_clamp)
+        out["grad"] = tb.yolo_grad(x, out["p"], out, obj_scale, noobj_scale, log_clamp)
         return tuple(out[k] for k in YOLO_LAYER_KEYS)
 
 
 class SsdGraph(torch.nn.Module):
-    """MultiBoxLoss: (loc, conf, priors, truths, labels, valid) -> SSD_KEYS, gradients included."""
+    """MultiBoxLoss: SSD_INPUTS -> SSD_KEYS, gradients included."""
 
-    def __init__(self, settings):
-        super().__init__()
-        self.s = settings
-
-    def forward(self, loc, conf, priors, truths, labels, valid):
-        s = self.s
-        out = tb.multibox_loss(loc, conf, priors, truths, labels, valid, s.threshold,
-                               s.neg_pos, tuple(s.variances), topk=True)
+    def forward(self, loc, conf, priors, truths, labels, valid, threshold, neg_pos, variances):
+        out = tb.multibox_loss(loc, conf, priors, truths, labels, valid, threshold, neg_pos,
+                               (variances[0], variances[1]), topk=True)
         out["grad_loc"], out["grad_conf"] = tb.ssd_grad(loc, conf, out)
         return tuple(out[k] for k in SSD_KEYS)
 
 
-def yolo_example(num_classes: int, dtype: str):
-    """Example inputs and dynamic axes of YoloGraph: B, A, G and T dynamic (T may be 0)."""
+def _settings_args(values, dtype: torch.dtype) -> tuple:
+    return tuple(torch.tensor(float(v), dtype=dtype) for v in values)
+
+
+def yolo_inputs(settings, dtype: str) -> dict:
+    """The settings inputs of a YOLO graph as NumPy 0-d arrays of ``dtype``."""
+    npd = _NP_DTYPES[dtype]
+    return {"ignore_thres": np.asarray(settings.ignore_thres, dtype=npd),
+            "obj_scale": np.asarray(settings.obj_scale, dtype=npd),
+            "noobj_scale": np.asarray(settings.noobj_scale, dtype=npd),
+            "log_clamp": np.asarray(settings.log_clamp, dtype=npd)}
+
+
+def ssd_inputs(settings, dtype: str) -> dict:
+    """The settings inputs of an SSD graph: threshold and variances in ``dtype``, neg_pos int64."""
+    npd = _NP_DTYPES[dtype]
+    return {"threshold": np.asarray(settings.threshold, dtype=npd),
+            "neg_pos": np.asarray(settings.neg_pos, dtype=np.int64),
+            "variances": np.asarray(tuple(settings.variances), dtype=npd).reshape(2)}
+
+
+def yolo_example(dtype: str):
+    """Example inputs and dynamic axes of YoloGraph: B, A*(C+5), A, G and T dynamic (T may be 0)."""
     td = tb._TORCH_DTYPES[dtype]
-    b, a, g, t = Dim("B", min=1), Dim("A", min=1), Dim("G", min=1), Dim("T", min=0)
-    args = (torch.zeros((2, 2 * (num_classes + 5), 3, 3), dtype=td),
+    b, ac, a = Dim("B", min=1), Dim("AC5", min=6), Dim("A", min=1)
+    g, t = Dim("G", min=1), Dim("T", min=0)
+    args = (torch.zeros((2, 2 * (3 + 5), 3, 3), dtype=td),
             torch.tensor([[0, 0, 0.5, 0.5, 0.2, 0.2], [1, 0, 0.2, 0.7, 0.3, 0.1],
                           [1, 0, 0.9, 0.1, 0.1, 0.4]], dtype=td),
-            torch.tensor([[10.0, 13.0], [30.0, 61.0]], dtype=td), torch.tensor(96.0, dtype=td))
-    dims = ({0: b, 1: (num_classes + 5) * a, 2: g, 3: g}, {0: t}, {0: a}, None)
+            torch.tensor([[10.0, 13.0], [30.0, 61.0]], dtype=td), torch.tensor(96.0, dtype=td),
+            *_settings_args((0.5, 1.0, 100.0, -100.0), td))
+    dims = ({0: b, 1: ac, 2: g, 3: g}, {0: t}, {0: a}, None, None, None, None, None)
     return args, dims
 
 
@@ -106,8 +124,11 @@ def ssd_example(dtype: str):
     args = (torch.zeros((2, 5, 4), dtype=td), torch.zeros((2, 5, 3), dtype=td),
             torch.full((5, 4), 0.5, dtype=td),
             torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=td).repeat(2, 3, 1),
-            torch.zeros((2, 3), dtype=td), torch.ones((2, 3), dtype=torch.bool))
-    dims = ({0: b, 1: p}, {0: b, 1: p, 2: c}, {0: p}, {0: b, 1: m}, {0: b, 1: m}, {0: b, 1: m})
+            torch.zeros((2, 3), dtype=td), torch.ones((2, 3), dtype=torch.bool),
+            torch.tensor(0.5, dtype=td), torch.tensor(3, dtype=torch.long),
+            torch.tensor([0.1, 0.2], dtype=td))
+    dims = ({0: b, 1: p}, {0: b, 1: p, 2: c}, {0: p}, {0: b, 1: m}, {0: b, 1: m}, {0: b, 1: m},
+            None, None, None)
     return args, dims
 
 
@@ -172,24 +193,23 @@ def _session(key: tuple, device: str, build) -> ort.InferenceSession:
     return _SESSIONS[(key, device)]
 
 
-def yolo_session(num_classes: int, settings, dtype: str, device: str = "cpu"):
-    """Session of one YOLO layer graph; one graph serves every B, A, G, T and img_dim."""
-    key = ("yolo", num_classes, settings, dtype)
+def yolo_session(dtype: str, device: str = "cpu"):
+    """Session of the YOLO layer graph; one graph serves every B, A, C, G, T, img_dim, settings."""
+    key = ("yolo", dtype)
 
     def build():
-        args, dims = yolo_example(num_classes, dtype)
-        return export_model(YoloGraph(num_classes, settings), args, dims, YOLO_INPUTS,
-                            YOLO_LAYER_KEYS)
+        args, dims = yolo_example(dtype)
+        return export_model(YoloGraph(), args, dims, YOLO_INPUTS, YOLO_LAYER_KEYS)
     return _session(key, device, build)
 
 
-def ssd_session(settings, dtype: str, device: str = "cpu"):
-    """Session of the SSD loss graph; one graph serves every B, P, C and truth count."""
-    key = ("ssd", settings, dtype)
+def ssd_session(dtype: str, device: str = "cpu"):
+    """Session of the SSD loss graph; one graph serves every B, P, C, truth count and settings."""
+    key = ("ssd", dtype)
 
     def build():
         args, dims = ssd_example(dtype)
-        return export_model(SsdGraph(settings), args, dims, SSD_INPUTS, SSD_KEYS)
+        return export_model(SsdGraph(), args, dims, SSD_INPUTS, SSD_KEYS)
     return _session(key, device, build)
 
 
@@ -210,13 +230,15 @@ class OnnxRuntimeAdapter:
         validate(case)
         npd = _NP_DTYPES[dtype]
         targets = np.asarray(case.targets, dtype=npd).reshape(-1, 6)
+        settings = yolo_inputs(case.settings, dtype)
+        sess = yolo_session(dtype, device)
         result, total = {}, 0.0
         for k, (x, anchors) in enumerate(zip(case.outputs, case.anchors)):
             x = np.asarray(x, dtype=npd)
             anchors = np.asarray(anchors, dtype=npd)
-            sess = yolo_session(case.num_classes, case.settings, dtype, device)
             values = sess.run(None, {"x": x, "targets": targets, "anchors": anchors,
-                                     "img_dim": np.asarray(case.img_dim, dtype=npd)})
+                                     "img_dim": np.asarray(case.img_dim, dtype=npd),
+                                     **settings})
             for key, value in zip(YOLO_LAYER_KEYS, values):
                 result[f"layer{k}.{key}"] = value
             total = total + values[YOLO_LAYER_KEYS.index("loss_total")]
@@ -229,10 +251,11 @@ class OnnxRuntimeAdapter:
         npd = _NP_DTYPES[dtype]
         boxes, labels, valid = tb.pad_truths(case.truths, npd)
         loc = np.asarray(case.loc, dtype=npd)
-        sess = ssd_session(case.settings, dtype, device)
+        sess = ssd_session(dtype, device)
         values = sess.run(None, {"loc": loc, "conf": np.asarray(case.conf, dtype=npd),
                                  "priors": np.asarray(case.priors, dtype=npd),
-                                 "truths": boxes, "labels": labels, "valid": valid})
+                                 "truths": boxes, "labels": labels, "valid": valid,
+                                 **ssd_inputs(case.settings, dtype)})
         return dict(zip(SSD_KEYS, values))
 
 

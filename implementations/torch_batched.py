@@ -62,12 +62,16 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / torch.clamp(count, min=1.0)
 
 
-def _clamped_log(p: torch.Tensor, log_clamp: float) -> torch.Tensor:
-    """max(log p, log_clamp) elementwise, with a zero (not NaN) gradient where p == 0."""
+def _clamped_log(p: torch.Tensor, log_clamp) -> torch.Tensor:
+    """max(log p, log_clamp) elementwise, with a zero (not NaN) gradient where p == 0.
+
+    ``log_clamp`` is a Python number or a 0-d tensor (an exported graph's input).
+    """
+    clamp = _scalar(log_clamp, p)
     positive = p > 0
     safe = torch.where(positive, p, torch.ones_like(p))
-    log_p = torch.where(positive, torch.log(safe), torch.full_like(p, log_clamp))
-    return torch.clamp(log_p, min=log_clamp)
+    log_p = torch.where(positive, torch.log(safe), clamp)
+    return torch.clamp(log_p, min=clamp)
 
 
 def bce(p: torch.Tensor, t: torch.Tensor, log_clamp: float = -100.0) -> torch.Tensor:
@@ -78,10 +82,14 @@ def bce(p: torch.Tensor, t: torch.Tensor, log_clamp: float = -100.0) -> torch.Te
 # ----------------------------------------------------------------------------- YOLOv3
 
 
-def yolo_channels(x: torch.Tensor, num_anchors: int, num_classes: int) -> torch.Tensor:
-    """x (B, A*(C+5), G, G) -> (B, A, G, G, C+5), the C+5 axis last (Y1)."""
+def yolo_channels(x: torch.Tensor, num_anchors: int, num_classes: int | None) -> torch.Tensor:
+    """x (B, A*(C+5), G, G) -> (B, A, G, G, C+5), the C+5 axis last (Y1).
+
+    ``num_classes=None`` reads C+5 off x as x.shape[1] // A (an exported graph's dynamic C).
+    """
     b, _, g, _ = x.shape
-    return x.view(b, num_anchors, num_classes + 5, g, g).permute(0, 1, 3, 4, 2)
+    c5 = -1 if num_classes is None else num_classes + 5
+    return x.reshape(b, num_anchors, c5, g, g).permute(0, 1, 3, 4, 2)
 
 
 def _grid_size(x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +100,8 @@ def _grid_size(x: torch.Tensor) -> torch.Tensor:
     return torch.full((), x.shape[2], dtype=x.dtype, device=x.device)
 
 
-def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_dim: float) -> dict:
+def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int | None,
+                img_dim: float) -> dict:
     """Decode one layer (Y1).
 
     x: (B, A*(C+5), G, G) raw head output. anchors: (A, 2) pixels. Returns
@@ -115,7 +124,7 @@ def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int, img_di
                          sig[..., 1].detach() + grid.view(1, 1, g, 1),
                          torch.exp(raw[..., 2]) * aw, torch.exp(raw[..., 3]) * ah], dim=-1)
     output = torch.cat([boxes * stride, sig[..., 4:5], sig[..., 5:]], dim=-1)
-    return {"p": p, "boxes": boxes, "output": output.reshape(x.shape[0], -1, num_classes + 5)}
+    return {"p": p, "boxes": boxes, "output": output.reshape(x.shape[0], -1, t.shape[-1])}
 
 
 def wh_iou(anchors_g: torch.Tensor, gwh: torch.Tensor) -> torch.Tensor:
@@ -236,8 +245,9 @@ def yolo_loss_terms(p: torch.Tensor, built: dict, obj_scale: float = 1.0,
 
 def _bce_logit_grad(p: torch.Tensor, t: torch.Tensor, log_clamp: float) -> torch.Tensor:
     """d bce(sigma(z), t) / dz at probability p: -t(1-p) + (1-t)p, 0 where a log is clamped."""
-    live_pos = _clamped_log(p, log_clamp) > log_clamp
-    live_neg = _clamped_log(1 - p, log_clamp) > log_clamp
+    clamp = _scalar(log_clamp, p)
+    live_pos = _clamped_log(p, clamp) > clamp
+    live_neg = _clamped_log(1 - p, clamp) > clamp
     zero = torch.zeros_like(p)
     return torch.where(live_neg, (1 - t) * p, zero) - torch.where(live_pos, t * (1 - p), zero)
 
@@ -268,10 +278,15 @@ def yolo_grad(x: torch.Tensor, p: torch.Tensor, built: dict, obj_scale: float = 
     return g.permute(0, 1, 4, 2, 3).reshape(x.shape)
 
 
-def yolo_layer(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, num_classes: int,
-               img_dim: float, ignore_thres: float = 0.5, obj_scale: float = 1.0,
-               noobj_scale: float = 100.0, log_clamp: float = -100.0) -> dict:
-    """Decode, targets and loss terms of one layer; the adapter.py keys without a prefix."""
+def yolo_layer(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor,
+               num_classes: int | None, img_dim: float, ignore_thres: float = 0.5,
+               obj_scale: float = 1.0, noobj_scale: float = 100.0,
+               log_clamp: float = -100.0) -> dict:
+    """Decode, targets and loss terms of one layer; the adapter.py keys without a prefix.
+
+    ``num_classes`` None: C from x.shape[1] // A - 5. ``img_dim`` and the settings are Python
+    numbers or 0-d tensors (graph inputs when exported).
+    """
     dec = yolo_decode(x, anchors, num_classes, img_dim)
     built = yolo_build_targets(dec["p"], dec["boxes"], targets, anchors, img_dim, ignore_thres)
     terms = yolo_loss_terms(dec["p"], built, obj_scale, noobj_scale, log_clamp)
@@ -382,7 +397,8 @@ def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int,
     ranks = torch.arange(p_, device=score.device).expand_as(order)
     rank = torch.empty_like(order).scatter(1, order, ranks)       # a permutation: no duplicates
     num_pos = pos.sum(dim=1, keepdim=True)
-    num_neg = torch.clamp(neg_pos * num_pos, max=p_ - 1)
+    num_neg = torch.clamp(torch.as_tensor(neg_pos, dtype=torch.long, device=pos.device) * num_pos,
+                          max=p_ - 1)
     return (rank < num_neg) & ~pos
 
 

@@ -152,3 +152,28 @@ def test_topk_mining_selects_the_same_negatives_without_ties():
     by_topk = tb.multibox_loss(*args, topk=True)
     assert torch.equal(by_sort["neg_mask"], by_topk["neg_mask"])
     assert by_sort["neg_mask"].sum() > 0
+
+
+def test_tensor_settings_equal_python_settings():
+    """0-d tensor settings (the exported graphs' inputs) give what Python numbers give."""
+    case = yolo_case("shared")
+    x = torch.tensor(case.outputs[0], requires_grad=True)
+    args = (x, torch.tensor(case.targets), torch.tensor(case.anchors[0]))
+    settings = (0.3, 2.0, 0.5, -20.0)
+    by_float = tb.yolo_layer(*args, case.num_classes, case.img_dim, *settings)
+    by_tensor = tb.yolo_layer(*args, None, torch.tensor(case.img_dim),
+                              *(torch.tensor(v) for v in settings))
+    for key, value in by_float.items():
+        torch.testing.assert_close(by_tensor[key], value, rtol=0, atol=0, msg=key)
+    grads = [torch.autograd.grad(o["loss_total"], x)[0] for o in (by_float, by_tensor)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    ssd = ssd_case("shared")
+    boxes, labels, valid = tb.pad_truths(ssd.truths)
+    sargs = (torch.tensor(ssd.loc), torch.tensor(ssd.conf), torch.tensor(ssd.priors),
+             torch.tensor(boxes), torch.tensor(labels), torch.tensor(valid))
+    by_float = tb.multibox_loss(*sargs, 0.375, 1, (0.125, 0.25), topk=True)
+    v = torch.tensor([0.125, 0.25])
+    by_tensor = tb.multibox_loss(*sargs, torch.tensor(0.375), torch.tensor(1), (v[0], v[1]),
+                                 topk=True)
+    for key, value in by_float.items():
+        torch.testing.assert_close(by_tensor[key], value, rtol=0, atol=0, msg=key)

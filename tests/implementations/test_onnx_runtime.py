@@ -1,7 +1,8 @@
 """The ONNX Runtime adapter matches the NumPy reference, and its graphs compute everything.
 
 Exporting a graph costs 15-30 s; graphs are cached on disk (LOSS_ONNX_CACHE) and sessions in
-memory, so these tests export at most four graphs (YOLO and SSD, float64 and float32).
+memory, so these tests export at most four graphs (YOLO and SSD, float64 and float32): the
+settings and YOLO's C are graph inputs, not constants.
 """
 from __future__ import annotations
 
@@ -41,8 +42,7 @@ def test_ssd_matches_reference(dtype):
 
 
 def _model(kind: str) -> onnx.ModelProto:
-    key = ("yolo", 3, YoloSettings(), "float64") if kind == "yolo" else \
-        ("ssd", SsdSettings(), "float64")
+    key = ("yolo", "float64") if kind == "yolo" else ("ssd", "float64")
     return onnx.load_from_string(onx.cached_model(key, lambda: pytest.fail("graph not cached")))
 
 
@@ -79,6 +79,29 @@ def test_one_session_serves_every_shape():
     ref = rs.evaluate(small)
     np.testing.assert_array_equal(got["conf_t"], ref["conf_t"])
     np.testing.assert_allclose(got["loss_c"], ref["loss_c"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_graph_serves_every_setting_and_class_count(dtype):
+    before = len(onx._SESSIONS)
+    for num_classes, settings in ((3, YoloSettings()), (5, YoloSettings(0.3, 2.5, 0.5, -20.0))):
+        case = yolo_case("shared", num_classes)
+        case = YoloCase(outputs=case.outputs, anchors=case.anchors, targets=case.targets,
+                        num_classes=num_classes, img_dim=case.img_dim,
+                        settings=settings).astype(dtype)
+        ref = ry.evaluate(case, prob_dtype=dtype)
+        got = onx.adapter.yolo(case, "cpu", dtype)
+        assert_matches(got, ref, yolo_keys(2), dtype, obj_only(ref, 2))
+    for settings in (SsdSettings(), SsdSettings(0.375, 1, (0.125, 0.25)),
+                     SsdSettings(0.6, 0, (0.2, 0.1))):
+        case = ssd_case("shared")
+        case = SsdCase(loc=case.loc, conf=case.conf, priors=case.priors, truths=case.truths,
+                       settings=settings).astype(dtype)
+        ref = rs.evaluate(case)
+        got = onx.adapter.ssd(case, "cpu", dtype)
+        keys = SSD_TARGET_KEYS + SSD_LOSS_KEYS + SSD_GRAD_KEYS + ("decoded",)
+        assert_matches(got, ref, keys, dtype, {"loc_t": ref["conf_t"] > 0})
+    assert len(onx._SESSIONS) <= before + 2
 
 
 def test_adapter_protocol_and_bad_input():
