@@ -157,7 +157,7 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
     for key in ("tw", "th"):
         if key in impl:
             checks.append(continuous(pre + key, impl[key], built[key],
-                                     tol.SAFETY * size_target_error(built[key], case, k, u),
+                                     tol.SAFETY * size_target_error(built[key], case, k, dtype),
                                      dtype, where=obj, ties=ties))
     # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
     # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
@@ -172,26 +172,26 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
     return checks
 
 
-def size_target_error(tw, case, k, u):
+def size_target_error(tw, case, k, dtype):
     """Error of tw = log(gw / aw + 1e-16): gw / aw carries ≤ 4 roundings (w·G, anchor /
     stride twice, the division), so 4u absolute after the log; the log itself adds
-    TRANSCENDENTAL_ULPS·u·|tw|, or, where an implementation takes log gw − log aw, that
+    transcendental(dtype)·u·|tw|, or, where an implementation takes log gw − log aw, that
     much of |log gw| + |log aw| ≤ |tw| + 2|log aw|."""
-    grid = case.outputs[k].shape[-1]
+    u, grid = tol.unit(dtype), case.outputs[k].shape[-1]
     log_aw = float(np.abs(np.log(case.anchors[k] * grid / case.img_dim)).max())
-    return 4 * u + tol.TRANSCENDENTAL_ULPS * u * (np.abs(tw) + 2 * log_aw)
+    return 4 * u + tol.transcendental(dtype) * u * (np.abs(tw) + 2 * log_aw)
 
 
 def output_bound(x, ref, case, dtype):
     """Decoded output: xy = (σ + cell)·stride has error ≤ 3u·img_dim; wh = exp(t)·anchor has
-    relative error (|t| + TRANSCENDENTAL_ULPS)u; conf and cls are σ outputs, relative 2u."""
+    relative error (|t| + transcendental(dtype))u; conf and cls are σ outputs, relative 2u."""
     u = tol.unit(dtype)
     B, AC, G, _ = x.shape
     A = AC // (case.num_classes + 5)
     t = np.moveaxis(x.reshape(B, A, case.num_classes + 5, G, G), 2, -1).reshape(B, A * G * G, -1)
     bound = np.empty_like(ref)
     bound[..., :2] = 3 * u * case.img_dim
-    bound[..., 2:4] = (np.abs(t[..., 2:4]) + tol.TRANSCENDENTAL_ULPS) * u * np.abs(ref[..., 2:4])
+    bound[..., 2:4] = (np.abs(t[..., 2:4]) + tol.transcendental(dtype)) * u * np.abs(ref[..., 2:4])
     bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
     return tol.SAFETY * bound
 
@@ -200,7 +200,7 @@ def _sigmoid(z):
     return 0.5 * (1 + np.tanh(0.5 * z))
 
 
-def _bce_element_error(p, t, u, clamp):
+def _bce_element_error(p, t, dtype, clamp):
     """Absolute error of one clamped BCE term computed from p = σ(z) rounded to the dtype.
 
     −log p: p has relative error 2u, so the term has error 2u + the log's own error.
@@ -212,9 +212,10 @@ def _bce_element_error(p, t, u, clamp):
     is within 4u of the smallest normal number, the term may be anywhere between its
     value and the clamp. No error exceeds −clamp, a term's largest value.
     """
-    tiny = u * 2.0**-100 if u < 2.0**-30 else 2.0**-126 if u < 2.0**-12 else 2.0**-14
+    u = tol.unit(dtype)
+    tiny = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}[dtype]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ulps = tol.TRANSCENDENTAL_ULPS * u
+        ulps = tol.transcendental(dtype) * u
         e1 = np.where(p <= tiny / (4 * u), -clamp, 2 * u + ulps * np.minimum(-np.log(p), -clamp))
         e0 = np.where(1 - p <= 4 * u, -clamp,
                       2 * u * p / (1 - p) + u + ulps * np.minimum(-np.log1p(-p), -clamp))
@@ -244,15 +245,15 @@ def loss_bounds(x, built, case, k, ref_losses, dtype):
     for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
                              ("loss_w", "tw", None), ("loss_h", "th", None)):
         if eps is None:
-            eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, u))
+            eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, dtype))
         loss = float(ref_losses[key])
         b[key] = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
-    conf_err = _bce_element_error(p[..., 0], obj.astype(float), u, clamp)
+    conf_err = _bce_element_error(p[..., 0], obj.astype(float), dtype, clamp)
     b["loss_conf_obj"] = mean_bound(conf_err, obj, ref_losses["loss_conf_obj"])
     b["loss_conf_noobj"] = mean_bound(conf_err, noobj, ref_losses["loss_conf_noobj"])
     b["loss_conf"] = (settings.obj_scale * b["loss_conf_obj"] + settings.noobj_scale * b["loss_conf_noobj"]
                       + 2 * u * float(ref_losses["loss_conf"]))
-    cls_err = _bce_element_error(p[..., 1:], built["tcls"], u, clamp)
+    cls_err = _bce_element_error(p[..., 1:], built["tcls"], dtype, clamp)
     b["loss_cls"] = mean_bound(cls_err, np.broadcast_to(obj[..., None], cls_err.shape), ref_losses["loss_cls"])
     b["loss_total"] = sum(b[k] for k in ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf", "loss_cls")) \
         + 6 * u * float(ref_losses["loss_total"])
@@ -274,7 +275,7 @@ def grad_bound(x, built, g, case, k, dtype):
     bound = np.moveaxis((8 * u * np.abs(g)).reshape(B, A, C + 5, G, G), 2, -1).copy()
     tw_max = float(np.abs(np.stack([built["tw"], built["th"]])[:, obj]).max(initial=0))
     bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
-    bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, u), 0)[..., None]
+    bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, dtype), 0)[..., None]
     z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
     p = round_to(_sigmoid(z[..., 4:]), dtype)
     n_noobj = max(int(built["noobj_mask"].sum()), 1)
