@@ -28,6 +28,9 @@ Divergences that ONNX semantics could force, and how they are avoided:
 - TopK breaks ties by lowest index per the ONNX spec; whether a runtime honours that at the
   mining cut-off is admissible either way (S10: any choice of tied priors).
 - ArgMax keeps the first maximal index (select_last_index = 0), the spec's tie rule (Y2, S3).
+- Export runs with ``optimize=False``: torch 2.13's exporter optimizer deletes ``x + 1e-16``
+  as if adding zero, which drops the epsilons of Y2's wh-IoU and Y6's size targets (tw moved
+  by 1e-16 / (gw / aw), 3.6e-13 on a 2⁻¹² box; the suite caught it in float64).
 """
 from __future__ import annotations
 
@@ -141,7 +144,7 @@ def export_model(module: torch.nn.Module, args: tuple, dims: tuple, input_names,
         program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dims,
                                     input_names=list(input_names),
                                     output_names=list(output_names), opset_version=18,
-                                    verbose=False)
+                                    optimize=False, verbose=False)
     return program.model_proto.SerializeToString()
 
 
