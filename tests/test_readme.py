@@ -20,7 +20,7 @@ def test_example_adapter_runs_in_the_suite(tmp_path):
     (tmp_path / "readme_adapter.py").write_text(code)
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance/test_ssd.py", "conformance/test_yolo.py", "-q",
+        [sys.executable, "-m", "pytest", "conformance/test_ssd.py", "conformance/test_yolo.py",
          "-p", "no:cacheprovider", "--impl", "readme_adapter:adapter", "--device", "cpu",
          "--hypothesis-profile", "ci", "-k", "targets or losses", "-rs", "--report-dir", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
