@@ -288,8 +288,8 @@ def grad_bound(x, built, g, case, k, dtype):
     # divides by its rounded 1 − p (t = 0) or p (t = 1), so the derivative inherits BCE's
     # conditioning: relative error 2u·p/(1 − p), resp. 2u·(1 − p)/p.
     t = np.concatenate([obj[..., None].astype(float), built["tcls"]], axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cond = np.where(t == 1, (1 - p) / p, p / (1 - p))
     g_last = np.moveaxis(np.abs(g).reshape(B, A, C + 5, G, G), 2, -1)[..., 4:]
-    bound[..., 4:] += np.where(saturated, weight, weight * 2 * u * p + 2 * u * cond * g_last)
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf·0 only where saturated
+        cond = np.where(t == 1, (1 - p) / p, p / (1 - p))
+        bound[..., 4:] += np.where(saturated, weight, weight * 2 * u * p + 2 * u * cond * g_last)
     return tol.SAFETY * np.moveaxis(bound, -1, 2).reshape(x.shape)
