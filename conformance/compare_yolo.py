@@ -101,7 +101,6 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
     total, total_bound, total_ties = 0.0, 0.0, 0
     for k, x in enumerate(case.outputs):
         a, built, ties = _choose(case, k, out, eps)
-        grid = x.shape[-1]
         pre = f"layer{k}."
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
         evaluated = dict(built)
@@ -230,7 +229,7 @@ def loss_bounds(x, built, case, k, ref_losses, dtype):
     A = AC // (C + 5)
     z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
     obj, noobj = built["obj_mask"], built["noobj_mask"]
-    n_obj, n_noobj = int(obj.sum()), int(noobj.sum())
+    n_obj = int(obj.sum())
     p = round_to(_sigmoid(z[..., 4:]), dtype)
     settings = case.settings
     clamp = settings.log_clamp

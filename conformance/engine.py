@@ -10,7 +10,6 @@ import pytest
 
 from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, YOLO_LOSS_KEYS,
                                      YOLO_TARGET_KEYS)
-from reference.cases import SsdCase, YoloCase
 
 from . import compare_ssd, compare_yolo, repro
 

@@ -8,7 +8,6 @@ import random
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 
 from conformance import report
 
