@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose
 
 from reference.cases import SsdCase
 from reference import ssd
+from finite_differences import central_difference
 
 EPS = 1e-6
 
@@ -22,20 +23,6 @@ def random_case(seed, batch=2, num_priors=12, num_classes=4, objects=2):
     return SsdCase(loc=rng.normal(size=(batch, num_priors, 4)) * 2,
                    conf=rng.normal(size=(batch, num_priors, num_classes)) * 2,
                    priors=priors, truths=tuple(truths))
-
-
-def central_difference(f, x):
-    """d f / d x of a scalar function f of array x, by (f(x + e) - f(x - e)) / 2e per element."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + EPS
-        up = f(x)
-        x[i] = old - EPS
-        down = f(x)
-        x[i] = old
-        grad[i] = (up - down) / (2 * EPS)
-    return grad
 
 
 def fixed_masks(case):

@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from reference import yolo
 from reference.cases import YoloCase, YoloSettings
+from finite_differences import central_difference
 
 S = YoloSettings()
 
@@ -20,21 +21,6 @@ def random_layer(rng, batch, anchors, classes, grid, n_targets, img=64.0, scale=
         rng.integers(0, batch, n_targets), rng.integers(0, classes, n_targets),
         rng.uniform(0, 1, (n_targets, 2)), rng.uniform(0.05, 0.7, (n_targets, 2))])
     return x, anchor_px, targets.reshape(-1, 6), img
-
-
-def central_difference(f, x, h=1e-6):
-    """d f / d x by central differences, element by element."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + h
-        up = f(x)
-        flat[i] = keep - h
-        down = f(x)
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
