@@ -111,9 +111,11 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
                 evaluated["noobj_mask"] = impl["noobj_mask"].astype(bool)
         if "targets" in parts:
             checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
+        if "losses" in parts or "gradients" in parts:
+            p = _probabilities(x, case.num_classes, dtype)
         if "losses" in parts:
             ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
-            bounds = loss_bounds(x, evaluated, case, k, ref_losses, dtype)
+            bounds = loss_bounds(x, p, evaluated, case, k, ref_losses, dtype)
             checks += [continuous(pre + key, impl[key], ref_losses[key], bounds[key], dtype, ties=ties)
                        for key in ref_losses if key in impl]
             total += float(ref_losses["loss_total"])
@@ -121,7 +123,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
             total_ties += ties
         if "gradients" in parts and "grad" in impl:
             g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
-            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, evaluated, g, case, k, dtype),
+            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
                                      dtype, ties=ties))
     if "losses" in parts and "loss_total" in out:
         # The layers' totals summed: one more rounding per layer on top of their bounds.
@@ -221,16 +223,20 @@ def _bce_element_error(p, t, dtype, clamp):
     return np.minimum(np.where(t == 1, e1, e0), -clamp)  # t is 0 or 1 (tconf, multi-hot tcls)
 
 
-def loss_bounds(x, built, case, k, ref_losses, dtype):
-    """Allowed absolute error of every loss term of one layer (see ``_bce_element_error``)."""
-    u = tol.unit(dtype)
+def _probabilities(x, num_classes, dtype):
+    """(B, A, G, G, 1 + C): σ of the conf and class logits, rounded to ``dtype`` (Y10)."""
     B, AC, G, _ = x.shape
-    C = built["tcls"].shape[-1]
-    A = AC // (C + 5)
-    z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
+    z = np.moveaxis(x.reshape(B, AC // (num_classes + 5), num_classes + 5, G, G), 2, -1)
+    return round_to(_sigmoid(z[..., 4:]), dtype)
+
+
+def loss_bounds(x, p, built, case, k, ref_losses, dtype):
+    """Allowed absolute error of every loss term of one layer (see ``_bce_element_error``);
+    ``p`` from ``_probabilities``."""
+    u = tol.unit(dtype)
+    G = x.shape[-1]
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     n_obj = int(obj.sum())
-    p = round_to(_sigmoid(z[..., 4:]), dtype)
     settings = case.settings
     clamp = settings.log_clamp
 
@@ -259,10 +265,11 @@ def loss_bounds(x, built, case, k, ref_losses, dtype):
     return {k: tol.SAFETY * v for k, v in b.items()}
 
 
-def grad_bound(x, built, g, case, k, dtype):
+def grad_bound(x, p, built, g, case, k, dtype):
     """Gradient of one layer: each element is a short chain (≤ 8 roundings) of its own
     inputs, so relative error 8u, plus the error of its target scaled by the mean's 2/n
-    (tx: u·G, tw: 4u + u|tw|) and, for BCE terms, the conditioning of p near 0 or 1:
+    (tx: u·G, tw: ``size_target_error``) and, for BCE terms, the conditioning of p (from
+    ``_probabilities``) near 0 or 1:
     where the rounded probability sits within a few ulps of a clamp the derivative is
     ill-conditioned and may be anything between 0 and its unclamped value."""
     u = tol.unit(dtype)
@@ -275,8 +282,6 @@ def grad_bound(x, built, g, case, k, dtype):
     tw_max = float(np.abs(np.stack([built["tw"], built["th"]])[:, obj]).max(initial=0))
     bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
     bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, dtype), 0)[..., None]
-    z = np.moveaxis(x.reshape(B, A, C + 5, G, G), 2, -1)
-    p = round_to(_sigmoid(z[..., 4:]), dtype)
     n_noobj = max(int(built["noobj_mask"].sum()), 1)
     weight = np.concatenate([
         (case.settings.obj_scale / n_obj * obj + case.settings.noobj_scale / n_noobj * built["noobj_mask"])[..., None],

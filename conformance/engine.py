@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, YOLO_LOSS_KEYS,
+from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS, YOLO_LOSS_KEYS,
                                      YOLO_TARGET_KEYS)
 
 from . import compare_ssd, compare_yolo, repro
 
 PARTS = ("targets", "losses", "gradients")
+COMPARE = {"yolo": compare_yolo.compare, "ssd": compare_ssd.compare}
 _CACHE: "OrderedDict[tuple, dict]" = OrderedDict()
 _CACHE_SIZE = 32
 
@@ -34,6 +35,11 @@ class Target:
 
 class ConformanceFailure(AssertionError):
     """An implementation's output departs from the reference beyond its tolerance."""
+
+
+def family_of(case) -> str:
+    """"yolo" for a YoloCase, "ssd" for an SsdCase."""
+    return "ssd" if hasattr(case, "truths") else "yolo"
 
 
 def fingerprint(case) -> str:
@@ -63,7 +69,7 @@ def outputs(target: Target, family: str, case) -> dict:
 def part_keys(family: str, part: str, case) -> tuple:
     """The output keys one part checks, for this case's layer count."""
     if family == "ssd":
-        return {"targets": ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded"),
+        return {"targets": SSD_TARGET_KEYS + ("decoded",),
                 "losses": SSD_LOSS_KEYS, "gradients": SSD_GRAD_KEYS}[part]
     layers = range(len(case.outputs))
     if part == "targets":
@@ -87,12 +93,12 @@ def check(target: Target, family: str, part, case, record=None):
     keys = [k for p in parts for k in part_keys(family, p, rounded)]
     if not any(k in out for k in keys):
         pytest.skip(f"{target.adapter.name} returns no {'/'.join(parts)} ({', '.join(keys[:3])}, ...)")
-    compare = compare_yolo.compare if family == "yolo" else compare_ssd.compare
-    checks = compare(rounded, out, target.dtype, parts=parts)
+    checks = COMPARE[family](rounded, out, target.dtype, parts=parts)
     failed = [c for c in checks if not c.passed]
     if record is not None:
+        name = case.name or fingerprint(case)[:12]
         for c in checks:
-            record(target, family, "-".join(parts), c, case.name or fingerprint(case)[:12])
+            record(target, family, "-".join(parts), c, name)
     if failed:
         test_id = f"test_{family}[{target.id}-{'-'.join(parts)}]"
         command = repro.save(case, test_id, target)

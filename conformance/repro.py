@@ -28,15 +28,13 @@ def save(case, test_id: str, target, directory: Path = FAILURES) -> str:
 def run(path: str, spec: str, device: str, dtype: str) -> int:
     """Replay one saved case; print each check; exit status 1 if any failed."""
     import implementations
-    from conformance import compare_ssd, compare_yolo
-    from conformance.engine import PARTS, Target, outputs
+    from conformance.engine import COMPARE, PARTS, Target, family_of, outputs
 
     case, _ = fixtures.split(fixtures.read_arrays(Path(path).read_bytes(), path), Path(path).stem)
-    family = "yolo" if hasattr(case, "targets") else "ssd"
+    family = family_of(case)
     target = Target(spec, implementations.load(spec), device, dtype)
     rounded = case.astype(dtype)
-    compare = compare_yolo.compare if family == "yolo" else compare_ssd.compare
-    checks = compare(rounded, outputs(target, family, rounded), dtype, parts=PARTS)
+    checks = COMPARE[family](rounded, outputs(target, family, rounded), dtype, parts=PARTS)
     for c in checks:
         print(f"{'ok  ' if c.passed else 'FAIL'} {c.quantity:<24} n={c.n:<7} ratio={c.ratio:.3g} ties={c.ties}")
     failed = [c for c in checks if not c.passed]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conformance import fixtures
-from conformance.engine import PARTS, check
+from conformance.engine import PARTS, check, family_of
 from reference import ssd as rs
 from reference import yolo as ry
 
@@ -15,13 +15,9 @@ IDS = [name for name, _, _ in FIXTURES]
 RTOL, ATOL = 1e-9, 1e-12
 
 
-def _family(case):
-    return "ssd" if hasattr(case, "truths") else "yolo"
-
-
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
 def test_reference_reproduces_fixture(name, case, expected):
-    got = (rs if _family(case) == "ssd" else ry).evaluate(case)
+    got = (rs if family_of(case) == "ssd" else ry).evaluate(case)
     assert sorted(got) == sorted(expected), f"{name}: keys differ"
     for key, want in expected.items():
         if want.dtype.kind in "fc":
@@ -32,4 +28,4 @@ def test_reference_reproduces_fixture(name, case, expected):
 
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
 def test_implementation_on_fixture(target, name, case, expected, record):
-    check(target, _family(case), PARTS, case, record)
+    check(target, family_of(case), PARTS, case, record)
