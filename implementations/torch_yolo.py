@@ -33,7 +33,7 @@ asks for. Fixes relative to the seed, rule by rule:
 - Y13 Validation is the adapter's job (it runs the reference's validate on the case);
       these functions assume valid input.
 - Y14 Every tensor is created on the input's device and dtype: float32 and float64,
-      CPU and CUDA. No legacy constructors (torch.cuda.FloatTensor, ByteTensor), bool
+      CPU and CUDA. No legacy typed-tensor constructors (the seed's cuda Float/Byte tensors), bool
       masks, ``.long()`` only after validation.
 """
 from __future__ import annotations
