@@ -43,18 +43,29 @@ def _ulp(expected: np.ndarray, dtype: str) -> np.ndarray:
     return 2.0 ** np.floor(np.log2(mag)) * 2 * unit(dtype)
 
 
-def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0) -> Check:
-    """Elementwise |actual − expected| ≤ allowed over ``where`` (all elements if None)."""
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a − b|, 0 where equal (inf == inf), inf where undefined (NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(a == b, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))
+
+
+def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0, alternatives=(), note="") -> Check:
+    """Elementwise |actual − expected| ≤ allowed over ``where`` (all elements if None).
+
+    ``alternatives``: other admissible values, arrays shaped like ``expected``; each element
+    is compared with the nearest of expected and its alternatives. ``note`` is appended to
+    a failure's message.
+    """
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), expected.shape)
     if actual.shape != expected.shape:
         return Check(quantity, "continuous", passed=False,
                      message=f"{quantity}: shape {actual.shape}, expected {expected.shape}")
+    for alt in alternatives:
+        expected = np.where(_distance(actual, alt) < _distance(actual, expected), alt, expected)
     sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
-    err = np.where(sel, np.abs(actual - expected), 0.0)
-    same_inf = (actual == expected)  # inf == inf counts as equal
-    err = np.where(same_inf | ~sel, 0.0, np.nan_to_num(err, nan=np.inf))
+    err = np.where(sel, _distance(actual, expected), 0.0)
     ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
@@ -80,7 +91,7 @@ def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0) -
             f"expected {float(expected.flat[i_abs]):.10g})\n"
             f"Greatest relative difference: {rel.flat[i_rel]:.6g} at index {_index(i_rel, shape)}\n"
             f"Worst against its tolerance: {ratio.flat[worst]:.3g}x allowed at index "
-            f"{_index(worst, shape)}")
+            f"{_index(worst, shape)}" + (f"\n{note}" if note else ""))
     return check
 
 

@@ -1,15 +1,20 @@
 """Tie-aware comparison of an SSD implementation's outputs with the reference.
 
-1. Per image, the reference match is computed with its margins. A truth whose best
+1. What the implementation says about matching is read from whatever it returns: its
+   ``matched`` if given, else, at its positive priors, the truths whose label (conf_t)
+   and encoding (loc_t) agree with its targets (``_consistent``). The seed never exposes
+   its match indices, so none of this may depend on ``matched``.
+2. Per image, the reference match is computed with its margins. A truth whose best
    prior is a near-tie at the dtype's precision may be forced onto any of the tied
-   priors; the engine searches the implementation's candidates and keeps the forced
-   assignment that best explains its ``matched`` and ``pos_mask``.
-2. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
+   priors; identical boxes have identical IoU rows, so they move together (one
+   decision). The engine searches the candidates and keeps the forced assignment that
+   best explains the implementation's matches and positives.
+3. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
    comparison is a near-tie; conf_t and loc_t are then checked on the implementation's
    own admissible choices.
-3. Hard negatives are exact except for priors whose mining score is within the dtype's
+4. Hard negatives are exact except for priors whose mining score is within the dtype's
    error of the image's cut-off; the counts must still be right.
-4. Losses and gradients are compared with the reference re-evaluated on the
+5. Losses and gradients are compared with the reference re-evaluated on the
    implementation's admissible matches, positives and negatives.
 """
 from __future__ import annotations
@@ -26,63 +31,119 @@ MAX_SWEEPS = 3
 MAX_CANDIDATES = 8
 
 
-def _explain_score(m, impl_matched, impl_pos, threshold, eps, dtype):
+def _impl_pos(impl: dict):
+    """(B, P) bool positives the implementation reports (pos_mask, else conf_t > 0), or None."""
+    if "pos_mask" in impl:
+        return impl["pos_mask"].astype(bool)
+    return impl["conf_t"] > 0 if "conf_t" in impl else None
+
+
+def _consistent(truths, case, i, impl, impl_pos, u) -> np.ndarray:
+    """(n, P) bool: truth j agrees with what the implementation returned at prior p.
+
+    With ``matched``: exactly its truth. Otherwise, at the implementation's positive
+    priors, the truths that fit its targets best (label of conf_t first, then loc_t within
+    its error bound); at other priors nothing is observed and every truth agrees.
+    """
+    n, P = len(truths), len(case.priors)
+    if "matched" in impl:
+        return impl["matched"][i].astype(np.int64)[None, :] == np.arange(n)[:, None]
+    ok = np.ones((n, P), bool)
+    if impl_pos is None or not n:
+        return ok
+    at = np.flatnonzero(impl_pos[i])
+    cost = np.zeros((n, len(at)))
+    if "conf_t" in impl:
+        cost += 2 * (truths[:, 4:5] + 1 != impl["conf_t"][i][at][None])
+    if "loc_t" in impl and len(at):
+        priors = np.tile(case.priors[at], (n, 1))
+        enc = rs.encode(np.repeat(truths[:, :4], len(at), axis=0), priors, case.settings.variances)
+        bound = tol.SAFETY * encode_error(enc, priors[:, 2:], case.settings.variances, u)
+        off = np.abs(enc - np.tile(impl["loc_t"][i][at], (n, 1))) > bound
+        cost += off.any(axis=1).reshape(n, len(at))
+    ok[:, at] = cost == cost.min(axis=0, initial=np.inf)
+    return ok
+
+
+def _near_best(m, eps) -> np.ndarray:
+    """(n, P) bool: truth j's IoU with prior p is within eps of the best truth's."""
+    return m.overlaps >= m.overlaps.max(axis=0) - eps["iou"]
+
+
+def _resolve(m, ok, eps):
+    """Per prior, the truth the implementation is taken to have matched under ``m``, and
+    whether that is admissible: the forced truth at forced priors; elsewhere the
+    reference's truth if it agrees with the implementation, else the first agreeing truth
+    whose IoU is a near-tie with the best."""
+    P = m.overlaps.shape[1]
+    forced = m.overlap == 2
+    mine = ok[m.matched, np.arange(P)]
+    other = ok & _near_best(m, eps)
+    alt = other.any(axis=0)
+    chosen = np.where(~forced & ~mine & alt, other.argmax(axis=0), m.matched)
+    return chosen, np.where(forced, mine, mine | alt)
+
+
+def _explain_score(m, ok, impl_pos, threshold, eps, dtype) -> int:
     """Number of priors where the implementation's match or positive flag is not
     admissible under ``m``."""
-    forced = m.overlap == 2
-    wrong = impl_matched != m.matched
-    if m.overlaps.shape[0]:
-        wrong &= forced | ~_near_best(m, impl_matched, eps)
-    wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
-    return int(wrong.sum() + wrong_pos.sum())
+    wrong = int((~_resolve(m, ok, eps)[1]).sum()) if len(m.best_prior) else 0
+    if impl_pos is not None:
+        wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(
+            m.threshold_margin, eps["iou"], dtype)
+        wrong += int(wrong_pos.sum())
+    return wrong
 
 
-def _near_best(m, chosen, eps):
-    """Per prior: is truth ``chosen`` within eps of the best IoU for that prior?"""
-    n = m.overlaps.shape[0]
-    valid = (chosen >= 0) & (chosen < n)
-    iou = m.overlaps[np.clip(chosen, 0, n - 1), np.arange(m.overlaps.shape[1])]
-    return valid & (iou >= m.overlaps.max(axis=0) - eps["iou"])
+def _match_image(truths, case, ok, impl_pos, eps, dtype):
+    """The reference Match for one image that best explains the implementation's outputs,
+    and the number of truths forced elsewhere than the reference's choice.
 
-
-def _match_image(truths, case, impl_matched, impl_pos, eps, dtype):
-    """The reference Match for one image that best explains the implementation's matches.
-
-    Truths whose best prior is a near-tie may be forced onto any tied prior. The search
-    starts from each truth's likeliest candidate (a positive the implementation matched to
-    it), then improves one truth at a time for MAX_SWEEPS sweeps: linear in the
-    candidates, where trying every combination would be exponential in the tied truths.
+    Truths whose best prior is a near-tie may be forced onto any tied prior; identical
+    boxes are one decision. The search starts from each group's likeliest candidate (a
+    positive the implementation gave to that group), then improves one group at a time
+    for MAX_SWEEPS sweeps: linear in the candidates, where trying every combination
+    would be exponential in the tied truths.
     """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
-    if impl_matched is None or not len(truths):
-        return m, 0
     near = np.flatnonzero(m.best_prior_margin < eps["iou"])
-    alts = {}
+    if not len(near) or (impl_pos is None and ok.all()):
+        return m, 0
+    groups: dict = {}
     for j in near:
-        top = m.overlaps[j, m.best_prior[j]]
-        cand = np.flatnonzero((m.overlaps[j] >= top - eps["iou"]) & (impl_matched >= j))
-        # Likeliest first: its positives matched to j, then positives a later truth took.
-        rank = np.where(impl_pos[cand] & (impl_matched[cand] == j), 0, np.where(impl_pos[cand], 1, 2))
-        alts[j] = cand[np.argsort(rank, kind="stable")][:MAX_CANDIDATES]
-    best, best_score = m, _explain_score(m, impl_matched, impl_pos, threshold, eps, dtype)
-    if best_score and all(len(alts[j]) for j in near):  # start from the likeliest candidates
+        groups.setdefault(truths[j, :4].tobytes(), []).append(j)
+    groups = [np.array(g) for g in groups.values()]
+    alts = []
+    for g in groups:
+        top = m.overlaps[g[0], m.best_prior[g[0]]]
+        cand = np.flatnonzero(m.overlaps[g[0]] >= top - eps["iou"])
+        theirs = ok[g][:, cand].any(axis=0)
+        pos = impl_pos[cand] if impl_pos is not None else np.ones(len(cand), bool)
+        rank = np.where(pos & theirs, 0, np.where(pos, 1, 2))
+        alts.append(cand[np.argsort(rank, kind="stable")][:MAX_CANDIDATES])
+
+    def explain(bp):
+        cand = rs.match(truths, case.priors, threshold, best_prior=bp)
+        return cand, _explain_score(cand, ok, impl_pos, threshold, eps, dtype)
+
+    best, best_score = m, _explain_score(m, ok, impl_pos, threshold, eps, dtype)
+    if best_score:  # start from the likeliest candidates
         bp = m.best_prior.copy()
-        bp[near] = [alts[j][0] for j in near]
-        start = rs.match(truths, case.priors, threshold, best_prior=bp)
-        score = _explain_score(start, impl_matched, impl_pos, threshold, eps, dtype)
+        for g, a in zip(groups, alts):
+            bp[g] = a[0]
+        start, score = explain(bp)
         if score < best_score:
             best, best_score = start, score
     for _ in range(MAX_SWEEPS):
         improved = False
-        for j in near:
-            for c in alts[j]:
-                if best_score == 0 or c == best.best_prior[j]:
+        for g, a in zip(groups, alts):
+            for c in a:
+                if best_score == 0 or c == best.best_prior[g[0]]:
                     continue
                 bp = best.best_prior.copy()
-                bp[j] = c
-                cand = rs.match(truths, case.priors, threshold, best_prior=bp)
-                score = _explain_score(cand, impl_matched, impl_pos, threshold, eps, dtype)
+                bp[g] = c
+                cand, score = explain(bp)
                 if score < best_score:
                     best, best_score, improved = cand, score, True
         if not improved:
@@ -106,25 +167,23 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     eps, u = tol.decision_eps(dtype), tol.unit(dtype)
     impl = {k: np.asarray(v) for k, v in out.items()}
     B, P, _ = case.loc.shape
-    impl_matched = impl.get("matched")
-    impl_pos = impl["pos_mask"].astype(bool) if "pos_mask" in impl else (
-        impl["conf_t"] > 0 if "conf_t" in impl else None)
-    resolved = [_match_image(t, case, None if impl_matched is None else impl_matched[i].astype(np.int64),
-                             None if impl_pos is None else impl_pos[i], eps, dtype)
-                for i, t in enumerate(case.truths)]
-    matches = [m for m, _ in resolved]
-    forced_ties = sum(t for _, t in resolved)
-    ref = rs.targets(case, matches)
-    # Admissible per prior: the implementation's truth where the best-truth choice is a near-tie.
-    adm_match = np.zeros((B, P), bool)
-    adm_pos = np.zeros((B, P), bool)
-    for i, m in enumerate(matches):
-        if m.overlaps.shape[0]:
-            free = m.overlap != 2
-            if impl_matched is not None:
-                adm_match[i] = free & _near_best(m, impl_matched[i].astype(np.int64), eps)
+    impl_pos = _impl_pos(impl)
+    matches, forced_ties = [], 0
+    adm_match = np.zeros((B, P), bool)  # another truth than the reference's is admissible
+    adm_pos = np.zeros((B, P), bool)  # the positive flag hangs on a threshold near-tie
+    matched = np.full((B, P), -1, np.int64)  # the truths the implementation is judged on
+    for i, t in enumerate(case.truths):
+        ok = _consistent(t, case, i, impl, impl_pos, u)
+        m, ties = _match_image(t, case, ok, None if impl_pos is None else impl_pos[i], eps, dtype)
+        matches.append(m)
+        forced_ties += ties
+        matched[i] = m.matched
+        if len(t):
+            chosen, admissible = _resolve(m, ok, eps)
+            adm_match[i] = admissible & (m.overlap != 2)
+            matched[i] = np.where(admissible, chosen, m.matched)
             adm_pos[i] = tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
-    matched = np.where(adm_match, impl_matched if impl_matched is not None else 0, ref["matched"])
+    ref = rs.targets(case, matches)
     pos = ref["pos_mask"] if impl_pos is None else np.where(adm_pos, impl_pos, ref["pos_mask"])
     conf_t, loc_t = _decided_targets(case, matched, pos)
     score = rs.mining_score(case.conf, conf_t)
@@ -192,19 +251,24 @@ def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, ad
 
 
 def loc_t_bound(loc_t, case, pos, u):
-    """Error of the encoded targets (B, P, 4), unscaled.
+    """Error of the encoded targets (B, P, 4) at positives (0 elsewhere), unscaled."""
+    err = encode_error(loc_t, case.priors[None, :, 2:4], case.settings.variances, u)
+    return np.where(pos[..., None], err, 0.0)
+
+
+def encode_error(loc_t, prior_wh, variances, u):
+    """Error of encoded targets loc_t (..., 4) against priors of size prior_wh (..., 2), unscaled.
 
     centre: (cx_g − cx_p) / (v0·w_p): the centre and the difference carry 2u absolute
     (coordinates ≤ 1), the division by v0·w_p amplifies by 1 / (v0·w_p), plus 2u relative.
     size: log(w_g / w_p) / v1 with w_g = x2 − x1: absolute error u, i.e. relative u / w_g
     (cancellation for tiny boxes), plus 2u for the division and the log, all / v1.
     """
-    v0, v1 = case.settings.variances
-    wp = case.priors[None, :, 2:4]
-    centre = 2 * u / (v0 * wp) + 2 * u * np.abs(loc_t[..., :2])
-    wg = wp * np.exp(loc_t[..., 2:] * v1)
+    v0, v1 = variances
+    centre = 2 * u / (v0 * prior_wh) + 2 * u * np.abs(loc_t[..., :2])
+    wg = prior_wh * np.exp(loc_t[..., 2:] * v1)
     size = (u / np.maximum(wg, np.finfo(float).tiny) + 2 * u) / v1 + u * np.abs(loc_t[..., 2:])
-    return np.where(pos[..., None], np.concatenate([centre, size], axis=-1), 0.0)
+    return np.concatenate([centre, size], axis=-1)
 
 
 def decoded_bound(ref_dec, case, u):

@@ -25,6 +25,7 @@ from . import tolerances as tol
 from .checks import Check, continuous, discrete
 
 MAX_COMBINATIONS = 256
+BCE_EPS = float(np.float32(1e-12))  # torch's BCELoss backward: max(p(1 - p), 1e-12f), a float32 constant
 TARGET_KEYS = ("tx", "ty", "tw", "th")
 
 
@@ -98,7 +99,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
     """All checks of one YOLOv3 case. ``case`` is already rounded to ``dtype``."""
     eps, u = tol.decision_eps(dtype), tol.unit(dtype)
     checks: list[Check] = []
-    total, total_bound, total_ties = 0.0, 0.0, 0
+    total, total_ties = None, 0  # the admissible totals summed over layers
     for k, x in enumerate(case.outputs):
         a, built, ties = _choose(case, k, out, eps)
         pre = f"layer{k}."
@@ -115,20 +116,17 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
             p = _probabilities(x, case.num_classes, dtype)
         if "losses" in parts:
             ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
-            bounds = loss_bounds(x, p, evaluated, case, k, ref_losses, dtype)
-            checks += [continuous(pre + key, impl[key], ref_losses[key], bounds[key], dtype, ties=ties)
+            sets = loss_sets(x, evaluated, case, k, ref_losses, dtype)
+            checks += [_set_check(pre + key, impl[key], sets[key], dtype, ties)
                        for key in ref_losses if key in impl]
-            total += float(ref_losses["loss_total"])
-            total_bound += bounds["loss_total"]
+            total = sets["loss_total"] if total is None else total + sets["loss_total"]
             total_ties += ties
         if "gradients" in parts and "grad" in impl:
             g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
             checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
-                                     dtype, ties=ties))
+                                     dtype, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
     if "losses" in parts and "loss_total" in out:
-        # The layers' totals summed: one more rounding per layer on top of their bounds.
-        bound = total_bound + tol.SAFETY * len(case.outputs) * u * abs(total)
-        checks.append(continuous("loss_total", out["loss_total"], total, bound, dtype, ties=total_ties))
+        checks.append(_set_check("loss_total", out["loss_total"], total, dtype, total_ties))
     return checks
 
 
@@ -169,7 +167,9 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
                                  dtype, where=obj, ties=ties))
     if "output" in impl:
         ref = ry.decode(x, case.anchors[k], case.num_classes, case.img_dim)
-        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, dtype), dtype))
+        overflow = np.where(np.abs(ref) > tol.LARGEST[dtype], np.copysign(np.inf, ref), ref)  # exp(t)·anchor
+        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, k, dtype), dtype,
+                                 alternatives=(overflow,)))
     return checks
 
 
@@ -183,86 +183,133 @@ def size_target_error(tw, case, k, dtype):
     return 4 * u + tol.transcendental(dtype) * u * (np.abs(tw) + 2 * log_aw)
 
 
-def output_bound(x, ref, case, dtype):
+def output_bound(x, ref, case, k, dtype):
     """Decoded output: xy = (σ + cell)·stride has error ≤ 3u·img_dim; wh = exp(t)·anchor has
-    relative error (|t| + transcendental(dtype))u; conf and cls are σ outputs, relative 2u."""
+    relative error (|t| + transcendental(dtype))u, and exp(t) may underflow below the
+    smallest normal number (absolute error that much times the anchor); conf and cls are σ
+    outputs, relative 2u."""
     u = tol.unit(dtype)
-    B, AC, G, _ = x.shape
-    A = AC // (case.num_classes + 5)
-    t = np.moveaxis(x.reshape(B, A, case.num_classes + 5, G, G), 2, -1).reshape(B, A * G * G, -1)
+    t = _logits(x, case.num_classes).reshape(ref.shape)
     bound = np.empty_like(ref)
     bound[..., :2] = 3 * u * case.img_dim
-    bound[..., 2:4] = (np.abs(t[..., 2:4]) + tol.transcendental(dtype)) * u * np.abs(ref[..., 2:4])
+    bound[..., 2:4] = ((np.abs(t[..., 2:4]) + tol.transcendental(dtype)) * u * np.abs(ref[..., 2:4])
+                       + tol.SMALLEST_NORMAL[dtype] * float(np.max(case.anchors[k])))
     bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
     return tol.SAFETY * bound
 
 
-def _sigmoid(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-def _bce_element_error(p, t, dtype, clamp):
-    """Absolute error of one clamped BCE term computed from p = σ(z) rounded to the dtype.
-
-    −log p: p has relative error 2u, so the term has error 2u + the log's own error.
-    −log(1 − p): 1 − p has relative error 2u·p/(1 − p) + u (σ's error, then the
-    subtraction), so the term has error (2u·p/(1 − p) + u) + the log's error: the
-    conditioning of BCE on probabilities.
-    Saturation: σ is not correctly rounded in every library (float32 torch gives
-    σ(17) = 1 where the rounded value is 1 − 2⁻²⁴), so when 1 − p is within 4u of 0, or p
-    is within 4u of the smallest normal number, the term may be anywhere between its
-    value and the clamp. No error exceeds −clamp, a term's largest value.
-    """
-    u = tol.unit(dtype)
-    tiny = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}[dtype]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ulps = tol.transcendental(dtype) * u
-        e1 = np.where(p <= tiny / (4 * u), -clamp, 2 * u + ulps * np.minimum(-np.log(p), -clamp))
-        e0 = np.where(1 - p <= 4 * u, -clamp,
-                      2 * u * p / (1 - p) + u + ulps * np.minimum(-np.log1p(-p), -clamp))
-    return np.minimum(np.where(t == 1, e1, e0), -clamp)  # t is 0 or 1 (tconf, multi-hot tcls)
-
-
 def _probabilities(x, num_classes, dtype):
     """(B, A, G, G, 1 + C): σ of the conf and class logits, rounded to ``dtype`` (Y10)."""
+    return round_to(ry.sigmoid(_logits(x, num_classes)[..., 4:]), dtype)
+
+
+def _logits(x, num_classes):
+    """x (B, A·(C+5), G, G) viewed as (B, A, G, G, C+5), channels last."""
     B, AC, G, _ = x.shape
-    z = np.moveaxis(x.reshape(B, AC // (num_classes + 5), num_classes + 5, G, G), 2, -1)
-    return round_to(_sigmoid(z[..., 4:]), dtype)
+    return np.moveaxis(x.reshape(B, AC // (num_classes + 5), num_classes + 5, G, G), 2, -1)
 
 
-def loss_bounds(x, p, built, case, k, ref_losses, dtype):
-    """Allowed absolute error of every loss term of one layer (see ``_bce_element_error``);
-    ``p`` from ``_probabilities``."""
+def bce_values(z, t, dtype, clamp):
+    """Admissible values of the clamped BCE term bce(σ(z), t), t ∈ {0, 1}, in ``dtype`` (Y10).
+
+    Returns (lo, hi, alt), each shaped like z: the term lies in [lo, hi], or, where alt is
+    set, equals −clamp exactly. The term depends on s = σ(−|z|) ≤ 1/2, the distance of p
+    from 0 (z < 0) or from 1 (z ≥ 0): 1 − p' is exact on the grid k·u for p' ≥ 1/2, p' < 1/2
+    has the dtype's own spacing. [lo, hi] is the term for s' within two steps of s
+    (σ's own error), plus the log's rounding. When s' = 0 is a faithful rounding of s
+    (s below one step), or p < the smallest normal (flush to zero), the "far" log
+    (log(1 − p) with p → 1, log p with p → 0) is infinite and the term jumps to −clamp:
+    that alternative is the only value where s rounds to nearest to 0, and nothing in
+    between is admissible.
+    """
+    u, c = tol.unit(dtype), -clamp
+    z, t = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(t, np.float64))
+    near_one = z >= 0
+    s = ry.sigmoid(-np.abs(z))
+    step = np.where(near_one, u, tol.spacing(s, dtype))
+    rn = np.where(near_one, np.rint(s / u) * u, round_to(s, dtype))
+    lo_s, hi_s = np.maximum(rn - 2 * step, 0.0), rn + 2 * step
+    far = near_one != (t == 1)  # the log that saturates: of 1 − p near 1, of p near 0
+    smallest = np.where(near_one, u, tol.SMALLEST_SUBNORMAL[dtype])
+    with np.errstate(divide="ignore"):
+        lo_far = np.minimum(-np.log(hi_s), c)
+        hi_far = np.minimum(-np.log(np.maximum(lo_s, smallest)), c)
+    lo_near, hi_near = -np.log1p(-lo_s) - u, -np.log1p(-hi_s) + u  # 1 − p' rounds: u more
+    saturated = far & (rn == 0)
+    lo = np.where(saturated, c, np.where(far, lo_far, lo_near))
+    hi = np.where(saturated, c, np.where(far, hi_far, hi_near))
+    alt = far & ~saturated & ((s < step) | (~near_one & (s < tol.SMALLEST_NORMAL[dtype])))
+    err = tol.SAFETY * (tol.transcendental(dtype) * u * np.abs(hi) + 2 * u)
+    return lo - err, hi + err, alt
+
+
+def _bce_mean(z, t, mask, dtype, clamp):
+    """Admissible values of the mean of bce(σ(z), t) over ``mask``, with the sum's rounding."""
+    n = int(mask.sum())
+    if n == 0:
+        return tol.Intervals.around(0.0)
+    lo, hi, alt = bce_values(z[mask], t[mask], dtype, clamp)
+    mean = tol.Intervals.choice_sum(lo, hi, alt, -clamp) * (1.0 / n)
+    return mean + tol.Intervals.around(0.0, tol.SAFETY * tol.sum_factor(n) * tol.unit(dtype) * mean.hi[-1])
+
+
+def loss_sets(x, built, case, k, ref_losses, dtype):
+    """Admissible values (``tol.Intervals``) of every loss term of one layer.
+
+    MSE terms: each difference carries error ε (σ: 2u; tx: u·G; tw: 4u + u|tw|);
+    mean(2|d|ε + ε²) ≤ 2ε·sqrt(loss) + ε² by Cauchy–Schwarz. BCE terms: each element one
+    of the values of ``bce_values``, so the means are unions of intervals.
+    """
     u = tol.unit(dtype)
     G = x.shape[-1]
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     n_obj = int(obj.sum())
     settings = case.settings
-    clamp = settings.log_clamp
-
-    def mean_bound(errors, mask, value):
-        n = int(mask.sum())
-        return 0.0 if n == 0 else float(errors[mask].sum() / n) + tol.sum_factor(n) * u * float(value)
-
-    b = {}
-    # MSE terms: each difference carries error ε (σ: 2u; tx: u·G; tw: 4u + u|tw|);
-    # mean(2|d|ε + ε²) ≤ 2ε·sqrt(loss) + ε² by Cauchy–Schwarz.
+    sets = {}
     for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
                              ("loss_w", "tw", None), ("loss_h", "th", None)):
         if eps is None:
             eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, dtype))
         loss = float(ref_losses[key])
-        b[key] = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
-    conf_err = _bce_element_error(p[..., 0], obj.astype(float), dtype, clamp)
-    b["loss_conf_obj"] = mean_bound(conf_err, obj, ref_losses["loss_conf_obj"])
-    b["loss_conf_noobj"] = mean_bound(conf_err, noobj, ref_losses["loss_conf_noobj"])
-    b["loss_conf"] = (settings.obj_scale * b["loss_conf_obj"] + settings.noobj_scale * b["loss_conf_noobj"]
-                      + 2 * u * float(ref_losses["loss_conf"]))
-    cls_err = _bce_element_error(p[..., 1:], built["tcls"], dtype, clamp)
-    b["loss_cls"] = mean_bound(cls_err, np.broadcast_to(obj[..., None], cls_err.shape), ref_losses["loss_cls"])
-    b["loss_total"] = sum(b[k] for k in ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf", "loss_cls")) \
-        + 6 * u * float(ref_losses["loss_total"])
-    return {k: tol.SAFETY * v for k, v in b.items()}
+        bound = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
+        sets[key] = tol.Intervals.around(loss, tol.SAFETY * bound)
+    z = _logits(x, case.num_classes)
+    clamp = settings.log_clamp
+    sets["loss_conf_obj"] = _bce_mean(z[..., 4], np.ones(obj.shape), obj, dtype, clamp)
+    sets["loss_conf_noobj"] = _bce_mean(z[..., 4], np.zeros(obj.shape), noobj, dtype, clamp)
+    sets["loss_cls"] = _bce_mean(z[..., 5:], built["tcls"], np.broadcast_to(obj[..., None], built["tcls"].shape),
+                                 dtype, clamp)
+
+    def rounding(key, ops):
+        return tol.Intervals.around(0.0, tol.SAFETY * ops * u * abs(float(ref_losses[key])))
+
+    sets["loss_conf"] = (settings.obj_scale * sets["loss_conf_obj"] + settings.noobj_scale * sets["loss_conf_noobj"]
+                         + rounding("loss_conf", 2))
+    total = rounding("loss_total", 6)
+    for key in ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf", "loss_cls"):
+        total = total + sets[key]
+    sets["loss_total"] = total
+    return sets
+
+
+def _set_check(quantity, actual, admissible, dtype, ties):
+    """Check ``actual`` against the nearest admissible value (one more rounding allowed)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = admissible.nearest(float(actual)) if actual.shape == () else float(admissible.lo[0])
+    note = f"admissible values (Y10): {admissible!r}" if len(admissible.lo) > 1 else ""
+    return continuous(quantity, actual, expected, tol.SAFETY * tol.unit(dtype) * abs(expected), dtype, ties=ties,
+                      note=note)
+
+
+def bce_loss_gradient(g, p):
+    """g (shaped like x) as torch's BCELoss backward gives it: its BCE channels scaled by
+    p(1 − p) / max(p(1 − p), BCE_EPS), the epsilon of BCELoss's derivative (Y9); ``p`` from
+    ``_probabilities``."""
+    B, A, G = p.shape[0], p.shape[1], p.shape[2]
+    scale = np.ones((B, A, G, G, p.shape[-1] + 4))
+    var = p * (1 - p)
+    scale[..., 4:] = var / np.maximum(var, BCE_EPS)
+    return g * np.moveaxis(scale, -1, 2).reshape(g.shape)
 
 
 def grad_bound(x, p, built, g, case, k, dtype):

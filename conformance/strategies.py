@@ -16,6 +16,8 @@ float32, to reach inputs whose decisions differ between float64 and float32.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from hypothesis import event
 from hypothesis import strategies as st
@@ -34,7 +36,9 @@ YOLO_FEATURES = ("plain", "shared_cell", "anchor_tie", "no_targets", "ignore_thr
                  "cell_boundary", "tiny_extreme", "near_tie")
 SSD_FEATURES = ("plain", "threshold_iou", "tied_priors", "shared_best_prior", "no_overlap",
                 "many_positives", "tiny_extreme", "no_truths", "near_tie")
-LOGIT_KINDS = ("small", "wide", "saturated", "tied", "near_tie")
+LOGIT_KINDS = ("small", "wide", "saturated", "tied", "near_tie", "spread")
+SATURATED = (-120.0, -40.0, -30.0, -27.625, -17.0, -16.5, 16.5, 17.0, 27.625, 30.0, 40.0, 120.0)
+SPREAD = (0.0, -120.0, -800.0)  # row offsets: far below the batch max in float32 / float64
 
 YOLO416_ANCHORS = (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)))
 
@@ -74,18 +78,27 @@ def _rng(draw) -> np.random.Generator:
 def logits(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     """float64 logits of ``shape`` (binary fractions with at most 8 significant bits).
 
-    small: k/64 in [-4, 4]; wide: k/4 in [-60, 60]; saturated: mostly +-17, +-30 and
-    their neighbours (float32 sigma is exactly 0 or 1 there) with small values between;
+    small: k/64 in [-4, 4]; wide: k/4 in [-60, 60]; saturated: mostly values of SATURATED
+    (σ rounds to exactly 0 or 1 in float32 from about 17, in float64 from about 37; p(1 − p)
+    < 1e-12 beyond 27.6; -120 puts log p below the -100 clamp) with small values between;
     tied: values from {-1, 0, 1} (argmax and ranking ties); near_tie: tied plus 2**-30 in
-    half the entries of +-1 (distinct in float64, equal once rounded to float32).
+    half the entries of +-1 (distinct in float64, equal once rounded to float32); spread:
+    small values, each row (last axis) shifted by one of SPREAD, so that a logsumexp
+    shifted by one global max instead of the row's own underflows (S9); the shifted rows
+    have their first entry (SSD's background) 4 lower: hard negatives that mining takes.
     """
+    small = rng.integers(-256, 257, size=shape) / 64.0
     if kind == "small":
-        return rng.integers(-256, 257, size=shape) / 64.0
+        return small
     if kind == "wide":
         return rng.integers(-240, 241, size=shape) / 4.0
     if kind == "saturated":
-        sat = rng.choice([-30.0, -17.0, -16.5, 16.5, 17.0, 30.0, 27.625, -27.625], size=shape)
-        return np.where(rng.random(shape) < 0.7, sat, rng.integers(-256, 257, size=shape) / 64.0)
+        return np.where(rng.random(shape) < 0.7, rng.choice(SATURATED, size=shape), small)
+    if kind == "spread":
+        offset = rng.choice(SPREAD, size=tuple(shape[:-1]) + (1,))
+        out = small + offset
+        out[..., :1] -= 4.0 * (offset < 0)
+        return out
     tied = rng.integers(-1, 2, size=shape).astype(np.float64)
     if kind == "tied":
         return tied
@@ -95,7 +108,7 @@ def logits(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
 @st.composite
 def logit_arrays(draw, shape) -> np.ndarray:
     """Logits of one drawn kind (labelled with event "logits <kind>")."""
-    kind = draw(_weighted(LOGIT_KINDS, (4, 1, 2, 1, 1)))
+    kind = draw(_weighted(LOGIT_KINDS, (4, 1, 2, 1, 1, 2)))
     event(f"logits {kind}")
     return logits(_rng(draw), shape, kind)
 
@@ -214,8 +227,7 @@ def _yolo_ignore_threshold(draw, lay, rows, settings, offset: float = 0.0):
     Needs a layout with a power-of-two stride for layer 0 (``yolo_layout(dyadic=True)``).
     """
     t = draw(st.sampled_from((0.5, 0.25, 0.75, 0.5)))
-    settings = YoloSettings(ignore_thres=t, obj_scale=settings.obj_scale,
-                            noobj_scale=settings.noobj_scale)
+    settings = replace(settings, ignore_thres=t)
     g0 = lay["grids"][0]
     stride = lay["img_dim"] / g0
     p, q = draw(st.integers(1, g0)), draw(st.integers(1, g0))
@@ -308,13 +320,14 @@ _YOLO_BUILDERS = {
 
 @st.composite
 def yolo_settings(draw) -> YoloSettings:
-    """Mostly the seed's settings; sometimes other ignore_thres and scales."""
+    """Mostly the seed's settings; sometimes other ignore_thres, scales and log clamps."""
     if draw(_weighted((True, False), (4, 1))):
         return YoloSettings()
     event("yolo: non-default settings")
     return YoloSettings(ignore_thres=draw(st.sampled_from((0.0, 0.25, 0.5, 0.7, 1.0))),
                         obj_scale=draw(st.sampled_from((1.0, 0.5, 2.0))),
-                        noobj_scale=draw(st.sampled_from((100.0, 1.0, 0.5))))
+                        noobj_scale=draw(st.sampled_from((100.0, 1.0, 0.5))),
+                        log_clamp=draw(st.sampled_from((-100.0, -20.0, -60.0))))
 
 
 @st.composite
@@ -458,7 +471,7 @@ def _ssd_threshold_iou(draw, priors, truths, settings, C, offset: float = 0.0):
     scaled side (the near-tie variant: IoU just above or below t).
     """
     t = draw(st.sampled_from((0.5, 0.25, 0.75, 0.5)))
-    settings = SsdSettings(threshold=t, neg_pos=settings.neg_pos, variances=settings.variances)
+    settings = replace(settings, threshold=t)
     inside = _inside(priors)
     if len(inside) == 0:
         return truths, settings, priors

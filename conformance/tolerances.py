@@ -25,10 +25,23 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
                  "bfloat16": 2.0**-8}
 SAFETY = 4.0
 TRANSCENDENTAL_ULPS = {"float64": 8.0, "float32": 8.0, "float16": 8.0, "bfloat16": 8.0}
+SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
+SMALLEST_SUBNORMAL = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24,
+                      "bfloat16": 2.0**-133}
+LARGEST = {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
+           "float16": 65504.0, "bfloat16": 3.3895313892515355e38}
+MAX_INTERVALS = 64
 
 
 def unit(dtype: str) -> float:
     return UNIT_ROUNDOFF[dtype]
+
+
+def spacing(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Distance from |x| (float64, ≥ 0) to the next larger value of ``dtype``: 2u·2^⌊log2 x⌋ for
+    normal numbers, the smallest subnormal below the smallest normal."""
+    x = np.maximum(np.abs(x), SMALLEST_NORMAL[dtype])
+    return np.maximum(2.0 ** np.floor(np.log2(x)) * 2 * unit(dtype), SMALLEST_SUBNORMAL[dtype])
 
 
 def transcendental(dtype: str) -> float:
@@ -71,3 +84,61 @@ def threshold_tie(margin: np.ndarray, eps: float, dtype: str) -> np.ndarray:
     """
     tie = margin < eps
     return tie & (margin > 0) if dtype == "float64" else tie
+
+
+class Intervals:
+    """A union of disjoint closed intervals [lo_k, hi_k], sorted: the admissible values of a
+    quantity built from elements that each take one of a few discrete values (a BCE term
+    at a saturated or unsaturated probability, Y10) within rounding.
+
+    Sums and scalings stay exact up to MAX_INTERVALS pieces; beyond that the closest
+    pieces are joined, which only ever admits more.
+    """
+
+    def __init__(self, lo, hi):
+        lo, hi = np.atleast_1d(np.asarray(lo, np.float64)), np.atleast_1d(np.asarray(hi, np.float64))
+        order = np.argsort(lo, kind="stable")
+        lo, hi = lo[order], np.maximum.accumulate(hi[order])
+        start = np.concatenate([[True], lo[1:] > hi[:-1]])  # a new piece where a gap opens
+        idx = np.flatnonzero(start)
+        self.lo, self.hi = lo[idx], np.maximum.reduceat(hi, idx)
+        if len(self.lo) > MAX_INTERVALS:
+            gaps = self.lo[1:] - self.hi[:-1]
+            keep = np.sort(np.argsort(gaps, kind="stable")[len(gaps) - MAX_INTERVALS + 1:])
+            self.lo = np.concatenate([self.lo[:1], self.lo[keep + 1]])
+            self.hi = np.concatenate([self.hi[keep], self.hi[-1:]])
+
+    @classmethod
+    def around(cls, value: float, err: float = 0.0) -> "Intervals":
+        return cls(value - err, value + err)
+
+    @classmethod
+    def choice_sum(cls, lo, hi, alt, value: float) -> "Intervals":
+        """The sums Σ v_i over elements with v_i ∈ [lo_i, hi_i], or v_i = ``value`` where
+        ``alt`` is set. For m alternatives taken, the sums span from the lowest (the m
+        largest lo_i replaced) to the highest (the m smallest hi_i replaced); that span
+        is taken whole."""
+        lo, hi, alt = (np.ravel(a) for a in (lo, hi, alt))
+        m = np.arange(int(alt.sum()) + 1)
+        out_lo = np.concatenate([[0.0], np.cumsum(np.sort(lo[alt])[::-1])])
+        out_hi = np.concatenate([[0.0], np.cumsum(np.sort(hi[alt]))])
+        return cls(lo.sum() - out_lo + m * value, hi.sum() - out_hi + m * value)
+
+    def __add__(self, other: "Intervals") -> "Intervals":
+        return Intervals((self.lo[:, None] + other.lo[None]).ravel(), (self.hi[:, None] + other.hi[None]).ravel())
+
+    def __mul__(self, factor: float) -> "Intervals":
+        """Scaled by factor ≥ 0."""
+        return Intervals(self.lo * factor, self.hi * factor)
+
+    __rmul__ = __mul__
+
+    def nearest(self, value: float) -> float:
+        """The admissible value closest to ``value`` (NaN stays NaN)."""
+        if not np.isfinite(value):
+            return float(self.lo[0]) if np.isnan(value) else float(self.hi[-1] if value > 0 else self.lo[0])
+        clipped = np.clip(value, self.lo, self.hi)
+        return float(clipped[np.argmin(np.abs(clipped - value))])
+
+    def __repr__(self) -> str:
+        return " ∪ ".join(f"[{a:.9g}, {b:.9g}]" for a, b in zip(self.lo, self.hi))
