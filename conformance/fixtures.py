@@ -73,6 +73,46 @@ def family_of(arrays) -> str:
     return "yolo" if "input.targets" in arrays else "ssd"
 
 
+_SCALARS = {"yolo": ("input.num_classes", "input.img_dim", "input.settings.ignore_thres",
+                     "input.settings.obj_scale", "input.settings.noobj_scale",
+                     "input.settings.log_clamp"),
+            "ssd": ("input.settings.threshold", "input.settings.neg_pos")}
+_ARRAYS = {"yolo": ("input.targets",),
+           "ssd": ("input.loc", "input.conf", "input.priors", "input.truths", "input.truths_count",
+                   "input.settings.variances")}
+_INTEGERS = ("input.num_classes", "input.settings.neg_pos", "input.truths_count")
+
+
+def input_problem(arrays) -> str | None:
+    """Why ``arrays`` do not hold one case's inputs (missing key, scalar that is not one
+    value, count that is not an integer, truths_count that does not add up), or None."""
+    if "input.targets" not in arrays and "input.loc" not in arrays:
+        return "no input.targets (YOLO) or input.loc (SSD): not a case file"
+    family = family_of(arrays)
+    need = list(_SCALARS[family] + _ARRAYS[family])
+    if family == "yolo":
+        layers = sorted(k for k in arrays if k.startswith("input.outputs."))
+        need += ["input.outputs.0"] if not layers else [k.replace("outputs", "anchors") for k in layers]
+        need += [f"input.outputs.{k}" for k in range(len(layers))]
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for k in _SCALARS[family]:
+        if np.size(arrays[k]) != 1:
+            return f"{k} has shape {np.shape(arrays[k])}, expected one value"
+    for k in _INTEGERS:
+        if k in arrays and np.asarray(arrays[k]).dtype.kind not in "iu":
+            return f"{k} has dtype {np.asarray(arrays[k]).dtype}, expected int64"
+    if family == "ssd":
+        counts, truths = np.asarray(arrays["input.truths_count"]), np.asarray(arrays["input.truths"])
+        if truths.ndim != 2:
+            return f"input.truths has shape {truths.shape}, expected (n, 5)"
+        if counts.ndim != 1 or (counts < 0).any() or counts.sum() != len(truths):
+            return (f"input.truths_count = {counts.tolist()} does not split the {len(truths)} rows "
+                    "of input.truths")
+    return None
+
+
 def case_from_arrays(arrays, name: str = ""):
     """Inverse of ``case_arrays``."""
     f64 = lambda k: np.asarray(arrays[k], dtype=np.float64)  # noqa: E731
@@ -116,15 +156,21 @@ def _canonical(a) -> np.ndarray:
     return a.astype(dtype, order="C", copy=True)  # keeps 0-d arrays 0-d
 
 
-def encode(case, expected: dict) -> bytes:
-    """Deterministic .npz bytes: sorted members, fixed timestamps, deflate, npy format 1.0."""
-    arrays = case_arrays(case)
-    arrays.update({f"expected.{k}": v for k, v in expected.items()})
+def encode(case, expected: dict, with_name: bool = False) -> bytes:
+    """Deterministic .npz bytes: sorted members, fixed timestamps, deflate, npy format 1.0.
+
+    ``with_name`` adds a member ``name`` (0-d unicode array) holding ``case.name``: replay
+    files carry it; fixtures do not (the manifest names them).
+    """
+    arrays = {k: _canonical(v) for k, v in case_arrays(case).items()}
+    arrays.update({f"expected.{k}": _canonical(v) for k, v in expected.items()})
+    if with_name:
+        arrays["name"] = np.asarray(str(case.name))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             npy = io.BytesIO()
-            np.lib.format.write_array(npy, _canonical(arrays[key]), version=(1, 0), allow_pickle=False)
+            np.lib.format.write_array(npy, arrays[key], version=(1, 0), allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
             info.compress_type, info.create_system, info.external_attr = zipfile.ZIP_DEFLATED, 3, 0o644 << 16
             zf.writestr(info, npy.getvalue(), compresslevel=6)
@@ -133,6 +179,12 @@ def encode(case, expected: dict) -> bytes:
 
 def read_arrays(data: bytes, path="<bytes>") -> dict:
     """Every array of an .npz held in ``data``; FixtureError naming ``path`` if unreadable."""
+    if not data.startswith(b"PK"):
+        if data.lstrip()[:1] in (b"{", b"["):
+            what = "a JSON document (a manifest? pass one of the .npz files it lists)"
+        else:
+            what = f"{len(data)} bytes starting {data[:8]!r}"
+        raise FixtureError(path, f"not an .npz case file (a zip of .npy arrays): {what}")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -144,10 +196,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def split(arrays: dict, name: str = ""):
-    """(case, expected) from the arrays of one fixture."""
+def split(arrays: dict, name: str = "", path="<arrays>"):
+    """(case, expected) from the arrays of one fixture; FixtureError naming ``path`` if the
+    inputs are incomplete or malformed. A ``name`` member (replay files) names the case."""
+    problem = input_problem(arrays)
+    if problem is None:
+        try:
+            if "name" in arrays:
+                name = str(np.asarray(arrays["name"]).reshape(()))
+            case = case_from_arrays(arrays, name)
+        except (TypeError, ValueError) as e:
+            problem = f"malformed inputs ({type(e).__name__}: {e})"
+    if problem is not None:
+        raise FixtureError(path, problem)
     expected = {k[len("expected."):]: v for k, v in arrays.items() if k.startswith("expected.")}
-    return case_from_arrays(arrays, name), expected
+    return case, expected
 
 
 # ---------------------------------------------------------------- manifest
@@ -157,9 +220,20 @@ def read_manifest(directory) -> dict:
     if not path.exists():
         raise FixtureError(path, "missing manifest")
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise FixtureError(path, f"corrupted manifest ({e})") from None
+    if not isinstance(doc, dict):
+        raise FixtureError(path, f"manifest is a JSON {type(doc).__name__}, expected an object "
+                                 '{"files": {...}, "spec_version": ..., "generator_version": ...}')
+    files = doc.get("files")
+    if not isinstance(files, dict):
+        raise FixtureError(path, f'manifest "files" is {type(files).__name__ if "files" in doc else "missing"}, '
+                                 "expected an object {file name: entry}")
+    for fname, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise FixtureError(path, f'manifest entry "{fname}" = {entry!r}: expected an object with a sha256')
+    return doc
 
 
 def manifest_text(entries: dict) -> str:
@@ -182,8 +256,10 @@ def load(path, manifest: dict | None = None):
     file must then be listed and its sha256 must match (FixtureError otherwise).
     """
     path = Path(path)
-    if manifest is None and (path.parent / MANIFEST).exists():
+    if manifest is None and (path.parent / MANIFEST).exists() and path.name != MANIFEST:
         manifest = read_manifest(path.parent)
+    if path.is_dir():
+        raise FixtureError(path, "a directory, expected an .npz case file")
     if not path.exists():
         raise FixtureError(path, "missing")
     data = path.read_bytes()
@@ -195,20 +271,36 @@ def load(path, manifest: dict | None = None):
         if entry.get("sha256") != sha256(data):
             raise FixtureError(path, "edited: sha256 differs from the manifest")
         name = entry.get("case", name)
-    return split(read_arrays(data, path), name)
+    return split(read_arrays(data, path), name, path)
 
 
-def load_all(directory=DEFAULT_DIR) -> list:
-    """[(name, case, expected)] for every manifest entry, sorted by name; no orphans allowed."""
+def load_all(directory=DEFAULT_DIR, errors: list | None = None) -> list:
+    """[(name, case, expected)] for every manifest entry, sorted by name; no orphans allowed.
+
+    The first bad file (or manifest) raises its FixtureError; with ``errors`` a list, each
+    FixtureError is appended to it instead and every good file is still loaded.
+    """
+    def fail(error: FixtureError) -> None:
+        if errors is None:
+            raise error
+        errors.append(error)
+
     directory = Path(directory)
-    manifest = read_manifest(directory)
-    files = manifest.get("files", {})
-    orphans = sorted(p.name for p in directory.glob("*.npz") if p.name not in files)
-    if orphans:
-        raise FixtureError(directory / orphans[0], "orphaned: not in the manifest")
+    try:
+        manifest = read_manifest(directory)
+    except FixtureError as e:
+        fail(e)
+        return []
+    files = manifest["files"]
+    for orphan in sorted(p.name for p in directory.glob("*.npz") if p.name not in files):
+        fail(FixtureError(directory / orphan, "orphaned: not in the manifest"))
     out = []
     for fname in sorted(files):
-        case, expected = load(directory / fname, manifest)
+        try:
+            case, expected = load(directory / fname, manifest)
+        except FixtureError as e:
+            fail(e)
+            continue
         out.append((case.name, case, expected))
     return sorted(out, key=lambda t: t[0])
 
@@ -282,24 +374,59 @@ def read_arrays_checked(path: Path, listed: dict) -> dict:
     return read_arrays(data, path)
 
 
-def write(directory, built: dict) -> None:
-    """Write every built fixture and the manifest; remove .npz files no case writes."""
+def _current(path: Path, data: bytes, listed: dict) -> bytes | None:
+    """The bytes of ``path`` if it may stay: listed with its sha256 and today's spec and
+    generator versions, readable, and within RTOL / ATOL of the fresh ``data``; else None."""
+    entry = listed.get(path.name)
+    if (entry is None or (entry.get("spec_version"), entry.get("generator_version"))
+            != (SPEC_VERSION, GENERATOR_VERSION) or not path.is_file()):
+        return None
+    try:
+        disk = read_arrays_checked(path, listed)
+    except FixtureError:
+        return None
+    if stale_keys(read_arrays(data, path), disk):
+        return None
+    return path.read_bytes()
+
+
+def write(directory, built: dict, force: bool = False) -> int:
+    """Write the built fixtures that are new, missing or stale, and the manifest; remove
+    .npz files no case writes; return how many fixtures were written.
+
+    A file whose stored values are within RTOL / ATOL of the fresh ones (what ``--check``
+    accepts) is kept byte for byte, so that regenerating on another NumPy or libm changes
+    nothing; ``force`` rewrites every file.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        listed = {} if force else read_manifest(directory)["files"]
+    except FixtureError:
+        listed = {}
     for p in directory.glob("*.npz"):
         if p.name not in built:
             p.unlink()
-    for fname, (_, data) in built.items():
+    entries, written = {}, 0
+    for fname, (case, data) in built.items():
         path = directory / fname
-        if not path.exists() or path.read_bytes() != data:
+        kept = None if force else _current(path, data, listed)
+        if kept is None:
             path.write_bytes(data)
-    entries = {fname: _entry(case, data) for fname, (case, data) in built.items()}
-    (directory / MANIFEST).write_text(manifest_text(entries))
+            written += 1
+        entries[fname] = _entry(case, data if kept is None else kept)
+    text = manifest_text(entries)
+    manifest = directory / MANIFEST
+    if not manifest.is_file() or manifest.read_text() != text:
+        manifest.write_text(text)
+    return written
 
 
-def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None, out=None) -> int:
+def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None, out=None,
+          force: bool = False) -> int:
     """Regenerate the fixtures in ``directory`` (or with ``check`` only compare); exit status.
 
+    Regenerating rewrites only what is new, missing or stale (``force``: everything).
     ``cases`` / ``evaluator`` default to the corpus and the reference (tests pass small ones).
     Problems go to ``out`` (default sys.stderr), one line each.
     """
@@ -307,8 +434,9 @@ def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None
     out = sys.stderr if out is None else out
     built = build(cases, evaluator)
     if not check:
-        write(directory, built)
-        print(f"wrote {len(built)} fixtures to {directory}", file=out)
+        written = write(directory, built, force)
+        print(f"wrote {written} of {len(built)} fixtures to {directory} "
+              f"({len(built) - written} unchanged within rtol {RTOL:g}, atol {ATOL:g})", file=out)
         return 0
     problems = find_problems(directory, built)
     for line in problems:

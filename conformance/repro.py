@@ -1,40 +1,102 @@
 """Failing cases as files, and the one-line command that replays one.
 
-On a failure the engine writes the case (inputs only, fixture format) to
-``reports/failures/<test id>.npz``; Hypothesis replays the shrunk example last, so the
-file left behind is the minimal one. ``python -m conformance repro FILE --impl ...``
-runs that implementation on it and prints every check.
+On a failure the engine writes the case (inputs only, fixture format, plus a ``name``
+member holding the case's name) to ``reports/failures/<test id>-<case>.npz``, where
+<case> is the fixture's name or, for a generated case, the first 12 hex digits of its
+fingerprint (the name the tolerance report gives it). One file per failing test id and
+case: several failing fixtures leave one file each. Hypothesis replays the shrunk
+example last and each generated failure replaces the test's previous one, so the file
+left behind is the minimal one. ``python -m conformance repro FILE --impl ...`` runs
+that implementation on it and prints every check.
 """
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from conformance import fixtures
 
 FAILURES = Path("reports") / "failures"
+_GENERATED = re.compile(r"-[0-9a-f]{12}\.npz")  # what save appends for a generated case
 
 
-def save(case, test_id: str, target, directory: Path = FAILURES) -> str:
-    """Write ``case`` and return the command that replays it on ``target``."""
+class ReproError(ValueError):
+    """A replay that cannot run as asked: the adapter does not cover the case's family,
+    device or dtype, says why it cannot run here, or the case is invalid."""
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def save(case, test_id: str, target, directory=None) -> str:
+    """Write ``case`` to ``directory`` (default reports/failures) and return the command
+    that replays it on ``target``; the file is named after ``test_id`` and the case."""
+    from conformance.engine import fingerprint
+
+    directory = Path(FAILURES if directory is None else directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id).strip("_") + ".npz")
-    path.write_bytes(fixtures.encode(case, {}))
+    stem = _safe(test_id)
+    if not case.name:  # generated: keep only the test's latest (Hypothesis: minimal) example
+        case = replace(case, name=fingerprint(case)[:12])
+        for old in directory.glob(f"{stem}-*.npz"):
+            if _GENERATED.fullmatch(old.name[len(stem):]):
+                old.unlink(missing_ok=True)
+    path = directory / f"{stem}-{_safe(case.name)}.npz"
+    path.write_bytes(fixtures.encode(case, {}, with_name=True))
     return " ".join(["python -m conformance repro", shlex.quote(str(path)), "--impl", shlex.quote(target.spec),
-                     "--device", target.device, "--dtype", target.dtype])
+                     "--device", shlex.quote(target.device), "--dtype", target.dtype])
+
+
+def _target(spec: str, family: str, device: str, dtype: str):
+    """The Target to replay on; ReproError unless the adapter covers family, device, dtype
+    and can run there now (skip_reason)."""
+    import implementations
+    from conformance.engine import Target
+
+    adapter = implementations.load(spec)
+    if not hasattr(adapter, family):
+        raise ReproError(f"--impl {spec}: {adapter.name} covers no {family.upper()} loss")
+    if device not in adapter.devices:
+        raise ReproError(f"--device {device}: {adapter.name} runs on {', '.join(adapter.devices)}")
+    if dtype not in adapter.dtypes:
+        raise ReproError(f"--dtype {dtype}: {adapter.name} computes in {', '.join(adapter.dtypes)}")
+    try:
+        reason = adapter.skip_reason(device)
+    except Exception as exc:
+        raise ReproError(f"--impl {spec}: skip_reason({device!r}) raised {type(exc).__name__}: {exc}") from exc
+    if reason:
+        raise ReproError(f"--device {device}: {adapter.name} cannot run here: {reason}")
+    return Target(spec, adapter, device, dtype)
 
 
 def run(path: str, spec: str, device: str, dtype: str) -> int:
-    """Replay one saved case; print each check; exit status 1 if any failed."""
-    import implementations
-    from conformance.engine import COMPARE, PARTS, Target, family_of, outputs
+    """Replay one saved case; print each check; exit status 1 if any failed.
 
-    case, _ = fixtures.split(fixtures.read_arrays(Path(path).read_bytes(), path), Path(path).stem)
+    Raises FixtureError (unreadable case file), AdapterLoadError (bad ``spec``) or
+    ReproError (see ``_target``; invalid case): one-line messages for the command line.
+    """
+    from conformance.engine import COMPARE, PARTS, ConformanceFailure, family_of, outputs
+    from reference import ssd, yolo
+    from reference.errors import InvalidInputError
+
+    case, _ = fixtures.load(path)
     family = family_of(case)
-    target = Target(spec, implementations.load(spec), device, dtype)
+    try:
+        (yolo if family == "yolo" else ssd).validate(case)
+    except InvalidInputError as e:
+        raise ReproError(f"{path}: invalid {family.upper()} case: {e}") from None
+    target = _target(spec, family, device, dtype)
+    print(f"case {case.name} ({family.upper()}) on {target.id} ({spec})")
     rounded = case.astype(dtype)
-    checks = COMPARE[family](rounded, outputs(target, family, rounded), dtype, parts=PARTS)
+    try:
+        got = outputs(target, family, rounded)
+    except ConformanceFailure as e:  # not a mapping of str to arrays, or a wrong shape
+        print(f"FAIL adapter output\n\n{e}")
+        return 1
+    checks = COMPARE[family](rounded, got, dtype, parts=PARTS)
     for c in checks:
         print(f"{'ok  ' if c.passed else 'FAIL'} {c.quantity:<24} n={c.n:<7} ratio={c.ratio:.3g} ties={c.ties}")
     failed = [c for c in checks if not c.passed]

@@ -1,4 +1,10 @@
-"""Golden fixtures: the reference reproduces them, and every implementation is checked on them."""
+"""Golden fixtures: the reference reproduces them, and every implementation is checked on them.
+
+A fixture file (or manifest) that cannot be loaded does not stop the run: it becomes a
+test named after the file that fails with the FixtureError, and every other test runs.
+"""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,7 +13,8 @@ from conformance.engine import PARTS, check, family_of
 from reference import ssd as rs
 from reference import yolo as ry
 
-FIXTURES = fixtures.load_all()
+BROKEN: list = []  # FixtureError of every file that cannot be loaded
+FIXTURES = fixtures.load_all(errors=BROKEN) + [(Path(e.path).name, None, e) for e in BROKEN]
 IDS = [name for name, _, _ in FIXTURES]
 # The stored values were computed in float64 by some NumPy and libm; another may differ in
 # the last bits, which conditioning (log near 1, exp of large logits, sums of thousands
@@ -15,8 +22,15 @@ IDS = [name for name, _, _ in FIXTURES]
 RTOL, ATOL = 1e-9, 1e-12
 
 
+def _loaded(case, expected) -> None:
+    """Fail the test of a fixture file that could not be loaded (``expected`` is its error)."""
+    if case is None:
+        pytest.fail(str(expected), pytrace=False)
+
+
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
 def test_reference_reproduces_fixture(name, case, expected):
+    _loaded(case, expected)
     got = (rs if family_of(case) == "ssd" else ry).evaluate(case)
     assert sorted(got) == sorted(expected), f"{name}: keys differ"
     for key, want in expected.items():
@@ -28,4 +42,5 @@ def test_reference_reproduces_fixture(name, case, expected):
 
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
 def test_implementation_on_fixture(target, name, case, expected, record):
+    _loaded(case, expected)
     check(target, family_of(case), PARTS, case, record)

@@ -10,11 +10,19 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from reference.errors import SettingError
+
 _ROUND = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+DTYPES = ("float64", "float32", "float16", "bfloat16")  # what round_to and prob_dtype accept
 
 
 def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
-    """``a`` rounded to ``dtype`` (float64/float32/float16/bfloat16) and returned as float64."""
+    """``a`` rounded to ``dtype`` (float64/float32/float16/bfloat16) and returned as float64.
+
+    Any other ``dtype`` raises SettingError (field ``dtype``).
+    """
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise SettingError("dtype", None, dtype, f"must be one of {', '.join(DTYPES)}")
     a = np.asarray(a, dtype=np.float64)
     if dtype == "bfloat16":  # round to nearest even on the top 16 bits of float32
         bits = a.astype(np.float32).view(np.uint32)

@@ -2,16 +2,18 @@
 
 Shapes: B images, P priors, C classes (class 0 is background), n truths in one image.
 Boxes are normalised to [0, 1]; corners are (xmin, ymin, xmax, ymax), centre-size is
-(cx, cy, w, h). Every float is float64, every index int64.
+(cx, cy, w, h). Every float is float64, every index int64: ``evaluate`` casts the case's
+arrays (float16, float32, int, nested lists) to float64 at entry, as the YOLO reference does.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from reference.cases import SsdCase
-from reference.errors import CoordinateError, InvalidInputError, LabelError, SettingError, ShapeError
+from reference.cases import SsdCase, SsdSettings
+from reference.errors import (CoordinateError, InvalidInputError, LabelError, SettingError, ShapeError,
+                              real_array, real_number)
 
 
 # ---------------------------------------------------------------- boxes (S2, S7, S8)
@@ -137,7 +139,8 @@ def targets(case: SsdCase, matches: list) -> dict:
     loc_t (B, P, 4) float64 (0 at background priors), pos_mask (B, P) bool.
     """
     priors, threshold = case.priors, case.settings.threshold
-    matched = np.stack([m.matched for m in matches]).astype(np.int64)
+    matched = np.zeros((0, len(priors)), np.int64) if len(matches) == 0 else \
+        np.stack([m.matched for m in matches]).astype(np.int64)
     conf_t = np.zeros(matched.shape, dtype=np.int64)
     loc_t = np.zeros(matched.shape + (4,))
     for b, (truth, m) in enumerate(zip(case.truths, matches)):
@@ -166,6 +169,7 @@ def mining_score(conf: np.ndarray, conf_t: np.ndarray) -> np.ndarray:
 
     conf (B, P, C) logits, conf_t (B, P) int64. Scores are >= 0.
     """
+    conf = np.asarray(conf, dtype=np.float64)
     picked = np.take_along_axis(conf, conf_t[..., None], axis=-1)[..., 0]
     score = _logsumexp(conf) - picked
     score[conf_t > 0] = 0.0
@@ -192,7 +196,7 @@ def hard_negative_mask(score: np.ndarray, pos_mask: np.ndarray, neg_pos: int) ->
     """Mine the num_neg highest scores per image, lowest prior index first among equals (S10)."""
     batch, num_priors = score.shape
     num_pos = pos_mask.sum(axis=1).astype(np.int64)
-    num_neg = np.minimum(int(neg_pos) * num_pos, num_priors - 1)
+    num_neg = np.minimum(min(int(neg_pos), num_priors) * num_pos, num_priors - 1)  # no overflow
     order = np.argsort(-score, axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(num_priors, dtype=order.dtype)[None, :], axis=1)
@@ -216,6 +220,8 @@ def multibox_loss(loc: np.ndarray, conf: np.ndarray, loc_t: np.ndarray, conf_t: 
     pos | neg / N; N = number of positives; N = 0 gives zeros. grad_loc (B, P, 4) and
     grad_conf (B, P, C) are d(loss_l + loss_c) / d loc and / d conf.
     """
+    loc, conf = np.asarray(loc, dtype=np.float64), np.asarray(conf, dtype=np.float64)
+    loc_t = np.asarray(loc_t, dtype=np.float64)
     grad_loc = np.zeros(loc.shape)
     grad_conf = np.zeros(conf.shape)
     count = int(pos_mask.sum())
@@ -259,17 +265,43 @@ def _check_finite(name: str, a: np.ndarray, error=CoordinateError) -> None:
         raise error(name, bad, float(a[bad]), "not finite")
 
 
-def _validate_settings(case: SsdCase) -> None:
-    s = case.settings
-    if not (np.isfinite(s.threshold) and 0.0 < s.threshold <= 1.0):
+def _settings(s) -> SsdSettings:
+    """``s`` with Python numbers: threshold float, neg_pos int, variances (float, float).
+
+    Raises SettingError for settings that are not SsdSettings, values that are not real
+    numbers (None, str, bool), neg_pos that is not a whole number >= 0 (NaN, inf, 1.5, -1),
+    threshold outside (0, 1] and variances that are not 2 finite values > 0.
+    """
+    if not isinstance(s, SsdSettings):
+        raise SettingError("settings", None, s, "must be an SsdSettings")
+    threshold = real_number("settings.threshold", s.threshold)
+    if not (np.isfinite(threshold) and 0.0 < threshold <= 1.0):
         raise SettingError("settings.threshold", None, s.threshold, "must lie in (0, 1]")
-    if not (float(s.neg_pos) == int(s.neg_pos) and s.neg_pos >= 0):
+    neg_pos = real_number("settings.neg_pos", s.neg_pos)
+    if not (np.isfinite(neg_pos) and neg_pos == np.floor(neg_pos) and neg_pos >= 0):
         raise SettingError("settings.neg_pos", None, s.neg_pos, "must be an integer >= 0")
-    if len(s.variances) != 2:
-        raise SettingError("settings.variances", None, tuple(s.variances), "must hold 2 values")
-    for i, v in enumerate(s.variances):
+    given = s.variances
+    if not (isinstance(given, (tuple, list)) or (isinstance(given, np.ndarray) and given.ndim == 1)) \
+            or len(given) != 2:
+        raise SettingError("settings.variances", None, given, "must hold 2 values")
+    variances = tuple(real_number("settings.variances", v, i) for i, v in enumerate(given))
+    for i, v in enumerate(variances):
         if not (np.isfinite(v) and v > 0):
             raise SettingError("settings.variances", i, v, "must be finite and > 0")
+    return SsdSettings(threshold=threshold, neg_pos=int(neg_pos), variances=variances)
+
+
+def _float64_case(case: SsdCase) -> SsdCase:
+    """``case`` with float64 loc, conf, priors and truths (real_array) and checked settings."""
+    settings = _settings(case.settings)
+    truths = case.truths
+    if not (isinstance(truths, (tuple, list)) or (isinstance(truths, np.ndarray) and truths.ndim)):
+        raise ShapeError("truths", None, type(truths).__name__,
+                         "must be a tuple of B arrays (n_i, 5), one per image")
+    return replace(case, loc=real_array("loc", case.loc), conf=real_array("conf", case.conf),
+                   priors=real_array("priors", case.priors),
+                   truths=tuple(real_array(f"truths[{b}]", t) for b, t in enumerate(truths)),
+                   settings=settings)
 
 
 def _validate_arrays(case: SsdCase) -> None:
@@ -313,12 +345,21 @@ def _validate_truths(b: int, truth: np.ndarray, num_classes: int) -> None:
                          f"label must be an integer in [0, {num_classes - 2}]")
 
 
-def validate(case: SsdCase) -> None:
-    """Raise the typed error of S14 for the first invalid field of ``case``; else return None."""
-    _validate_settings(case)
+def checked(case: SsdCase) -> SsdCase:
+    """``case`` with float64 arrays and Python-number settings, after the checks of S14.
+
+    Raises the typed error of S14 for the first invalid field.
+    """
+    case = _float64_case(case)
     _validate_arrays(case)
     for b, truth in enumerate(case.truths):
         _validate_truths(b, truth, case.num_classes)
+    return case
+
+
+def validate(case: SsdCase) -> None:
+    """Raise the typed error of S14 for the first invalid field of ``case``; else return None."""
+    checked(case)
 
 
 # ---------------------------------------------------------------- everything
@@ -328,9 +369,10 @@ def evaluate(case: SsdCase, matches: list | None = None,
     """Every SSD output key of implementations/adapter.py for ``case``.
 
     ``matches`` (one Match per image) overrides the matching; ``neg_mask`` (B, P) bool
-    overrides the hard negative mining. Raises the typed errors of ``validate``.
+    overrides the hard negative mining. Arrays are cast to float64 first (``checked``);
+    raises the typed errors of ``validate``. B = 0 gives (0, P, ...) arrays and zero losses.
     """
-    validate(case)
+    case = checked(case)
     s = case.settings
     if matches is None:
         matches = [match(t, case.priors, s.threshold) for t in case.truths]

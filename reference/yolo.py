@@ -9,13 +9,13 @@ Everything computed here is float64. "Grid units" means cells: pixels / stride.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from reference.cases import YoloCase, YoloSettings, round_to
+from reference.cases import DTYPES, YoloCase, YoloSettings, round_to
 from reference.errors import (BatchIndexError, CoordinateError, InvalidInputError, LabelError,
-                              SettingError, ShapeError)
+                              SettingError, ShapeError, real_array, real_number)
 
 WH_EPS = 1e-16  # the seed's epsilon in the wh-IoU union (Y2) and in log(g / anchor + eps) (Y6)
 IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)
@@ -441,11 +441,39 @@ def _validate_layers(case: YoloCase):
     return batch
 
 
-def validate(case: YoloCase) -> None:
-    """Raise the typed error of Y13 for the first invalid field of ``case``."""
+def _layer_arrays(name: str, value) -> tuple:
+    """``value`` (a tuple or list with one array per layer) as a tuple of float64 arrays."""
+    if not isinstance(value, (tuple, list)):
+        raise ShapeError(name, None, type(value).__name__, "must be a tuple with one array per layer")
+    return tuple(real_array(f"{name}[{k}]", a) for k, a in enumerate(value))
+
+
+def _float64_case(case: YoloCase) -> YoloCase:
+    """``case`` with float64 arrays (real_array), a Python int num_classes and float img_dim
+    and settings; raises LabelError / SettingError / ShapeError / DtypeError otherwise."""
+    s = case.settings
+    if not isinstance(s, YoloSettings):
+        raise SettingError("settings", None, s, "must be a YoloSettings")
+    settings = YoloSettings(**{f.name: real_number(f"settings.{f.name}", getattr(s, f.name))
+                               for f in fields(YoloSettings)})
+    n = case.num_classes
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise LabelError("num_classes", None, n, "must be an integer >= 1")
+    return replace(case, outputs=_layer_arrays("outputs", case.outputs),
+                   anchors=_layer_arrays("anchors", case.anchors),
+                   targets=real_array("targets", case.targets), num_classes=int(n),
+                   img_dim=real_number("img_dim", case.img_dim), settings=settings)
+
+
+def checked(case: YoloCase) -> YoloCase:
+    """``case`` with float64 arrays and Python-number settings, after the checks of Y13.
+
+    Raises the typed error of Y13 for the first invalid field.
+    """
+    case = _float64_case(case)
     _validate_settings(case.settings, case.img_dim)
     batch = _validate_layers(case)
-    t = np.asarray(case.targets, dtype=np.float64)
+    t = case.targets
     if t.ndim != 2 or t.shape[1] != 6:
         raise ShapeError("targets", None, t.shape, "must have shape (T, 6)")
     checks = [
@@ -463,6 +491,18 @@ def validate(case: YoloCase) -> None:
     if bad_rows:
         row, col, err, why = min(bad_rows, key=lambda r: (r[0], r[1]))
         raise err("targets", int(row), float(t[row, col]), why)
+    return case
+
+
+def validate(case: YoloCase) -> None:
+    """Raise the typed error of Y13 for the first invalid field of ``case``."""
+    checked(case)
+
+
+def check_prob_dtype(prob_dtype) -> None:
+    """SettingError (field ``prob_dtype``) unless it is one of DTYPES."""
+    if not isinstance(prob_dtype, str) or prob_dtype not in DTYPES:
+        raise SettingError("prob_dtype", None, prob_dtype, f"must be one of {', '.join(DTYPES)}")
 
 
 # ---------------------------------------------------------------- whole case
@@ -470,10 +510,13 @@ def validate(case: YoloCase) -> None:
 def evaluate(case: YoloCase, prob_dtype: str = "float64", assignments=None) -> dict:
     """Validate ``case`` and return every YOLO key of implementations/adapter.py.
 
+    Arrays are cast to float64 first (``checked``); ``prob_dtype`` is one of DTYPES.
+
     assignments: optional list with one Assignment (or None) per layer, replacing
     the layer's own assign() result.
     """
-    validate(case)
+    check_prob_dtype(prob_dtype)
+    case = checked(case)
     s = case.settings
     result = {}
     total = 0.0

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +225,190 @@ def test_command_line(tmp_path, capsys):
     (tmp_path / "S6_iou_exactly_half.npz").unlink()
     assert main(["regen", "--check", "--dir", str(tmp_path)]) == 1
     assert "S6_iou_exactly_half.npz: missing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- regen keeps what is current
+
+def _copy_of_fixtures(tmp_path):
+    return Path(shutil.copytree(fixtures.DEFAULT_DIR, tmp_path / "fixtures"))
+
+
+def _resign(directory, fname, data: bytes) -> None:
+    """Write ``data`` to ``fname`` and put its sha256 into the manifest."""
+    (directory / fname).write_bytes(data)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"][fname]["sha256"] = fixtures.sha256(data)
+    (directory / "manifest.json").write_text(fixtures.manifest_text(manifest["files"]))
+
+
+def _perturbed(directory, fname, step) -> bytes:
+    """``fname`` with every stored float moved by ``step(value)``, re-signed; its new bytes."""
+    case, expected = fixtures.load(directory / fname)
+    moved = {k: step(v) if v.dtype.kind == "f" else v for k, v in expected.items()}
+    data = fixtures.encode(case, moved)
+    _resign(directory, fname, data)
+    return data
+
+
+def _snapshot(directory) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_regen_keeps_fixtures_within_tolerance_byte_for_byte(tmp_path):
+    """Last-bit differences (another NumPy or libm) rewrite nothing; --force rewrites."""
+    from conformance.__main__ import main
+    directory = _copy_of_fixtures(tmp_path)
+    fresh = _snapshot(directory)
+    fname = "yolo416_b1.npz"
+    last_bits = _perturbed(directory, fname, lambda v: np.nextafter(v, np.inf))
+    assert last_bits != fresh[fname]
+    before = _snapshot(directory)
+    assert main(["regen", "--dir", str(directory)]) == 0
+    assert _snapshot(directory) == before  # the perturbed file and the manifest untouched
+    assert main(["regen", "--check", "--dir", str(directory)]) == 0
+    assert main(["regen", "--force", "--dir", str(directory)]) == 0
+    assert _snapshot(directory) == fresh
+
+
+def test_regen_rewrites_a_stale_fixture_only(tmp_path):
+    directory = _copy_of_fixtures(tmp_path)
+    fresh = _snapshot(directory)
+    _perturbed(directory, "S7_custom_variances.npz", lambda v: v * (1 + 1e-6) + 1e-6)
+    _perturbed(directory, "Y5_two_targets_one_cell.npz", lambda v: np.nextafter(v, -np.inf))
+    kept = (directory / "Y5_two_targets_one_cell.npz").read_bytes()
+    out = io.StringIO()
+    assert fixtures.regen(directory, out=out) == 0
+    after = _snapshot(directory)
+    assert after["S7_custom_variances.npz"] == fresh["S7_custom_variances.npz"]  # stale: rewritten
+    assert after["Y5_two_targets_one_cell.npz"] == kept  # within tolerance: kept
+    assert "wrote 1 of" in out.getvalue()
+    assert fixtures.regen(directory, check=True, out=io.StringIO()) == 0
+
+
+def test_regen_on_an_unchanged_tree_writes_nothing(tmp_path):
+    directory = _copy_of_fixtures(tmp_path)
+    times = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+    out = io.StringIO()
+    assert fixtures.regen(directory, out=out) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in directory.iterdir()} == times
+    assert f"wrote 0 of {len(corpus.all_cases())}" in out.getvalue()
+
+
+# ---------------------------------------------------------------- a bad fixture does not stop the run
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_ADAPTER = '''
+from reference import yolo as ry
+
+class Reference:
+    name, devices, dtypes = "ref64", ("cpu",), ("float64",)
+    def skip_reason(self, device):
+        return None
+    def yolo(self, case, device, dtype):
+        return ry.evaluate(case, prob_dtype=dtype)
+
+adapter = Reference()
+'''
+
+
+def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
+    """A copy of the suite whose fixtures/ holds an edited file and an npz without
+    input.num_classes: collection succeeds (properties included), the bad files' tests fail
+    naming the file and why, the good ones pass."""
+    copy = tmp_path / "suite"
+    for package in ("conformance", "reference", "implementations"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    directory = _copy_of_fixtures(copy)
+    (directory / "Y7_three_layers.npz").write_bytes(b"PK" + bytes(100))  # sha256 no longer matches
+    with np.load(directory / "Y8_no_targets.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "input.num_classes"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _resign(directory, "Y8_no_targets.npz", buf.getvalue())
+    (copy / "reference_adapter.py").write_text(REFERENCE_ADAPTER)
+
+    def pytest_run(*args):
+        cmd = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q",
+               "--impl", "reference_adapter:adapter", "--report-dir", str(tmp_path / "reports"), *args]
+        done = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(copy)})
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = pytest_run("--co")
+    assert code == 0, out[-3000:]
+    assert "test_yolo.py::test_yolo[" in out and "test_ssd.py::test_ssd[" in out
+    assert "test_reference_reproduces_fixture[Y7_three_layers.npz]" in out
+    code, out = pytest_run("-k", "Y7_three_layers or Y8_no_targets or Y5_two_targets_one_cell", "-rf")
+    assert code == 1, out[-3000:]
+    assert "4 failed, 2 passed" in out, out[-3000:]
+    assert "Y7_three_layers.npz: edited: sha256 differs from the manifest" in out
+    assert "Y8_no_targets.npz: missing input.num_classes" in out
+
+
+# ---------------------------------------------------------------- replay files
+
+WRONG_LOSS_C = '''
+from reference import ssd as rs
+
+class WrongLossC:
+    """The SSD reference with loss_c off by one: fails every fixture."""
+    name, devices, dtypes = "wrong-loss-c", ("cpu",), ("float64",)
+    def skip_reason(self, device):
+        return None
+    def ssd(self, case, device, dtype):
+        out = rs.evaluate(case)
+        out["loss_c"] = out["loss_c"] + 1.0
+        return out
+
+adapter = WrongLossC()
+'''
+
+
+def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, capsys):
+    """Several failing fixtures of one implementation leave one file each, named after the
+    case and holding its name; each printed command replays exactly that case."""
+    import implementations
+    from conformance.__main__ import main
+    from conformance import engine
+    from conformance.engine import PARTS, ConformanceFailure, Target, check
+    (tmp_path / "wrong_loss_c.py").write_text(WRONG_LOSS_C)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(engine, "FAILURES_DIR", None, raising=False)  # repro's default, under tmp_path
+    spec = "wrong_loss_c:adapter"
+    target = Target(spec, implementations.load(spec), "cpu", "float64")
+    cases = [corpus.s6_iou_exactly_half(), corpus.s7_custom_variances(), corpus.s11_two_images()]
+    commands = {}
+    for case in cases:
+        with pytest.raises(ConformanceFailure) as info:
+            check(target, "ssd", PARTS, case)
+        commands[case.name] = str(info.value).rsplit("\n", 1)[-1].strip()
+    files = sorted(p.name for p in (tmp_path / "reports" / "failures").iterdir())
+    assert len(files) == len(cases), files
+    for case in cases:
+        argv = shlex.split(commands[case.name])[3:]
+        path = Path(argv[1])
+        assert path.name in files and case.name in path.name
+        with np.load(path, allow_pickle=False) as z:
+            assert str(z["name"]) == case.name
+        replayed, _ = fixtures.load(path)
+        assert _same_case(replayed, case)
+        assert main(argv) == 1
+        out = capsys.readouterr().out
+        assert f"case {case.name} (SSD)" in out and "FAIL loss_c" in out
+
+
+def test_generated_failures_keep_the_latest_example_per_test(tmp_path):
+    """Hypothesis shrinks by failing again and again: one file per test id, the last case,
+    named after its fingerprint (the report's case name)."""
+    from conformance import repro
+    from conformance.engine import Target, fingerprint
+    target = Target("x:adapter", None, "cpu", "float64")
+    a, b = replace(corpus.generated_ssd(0), name=""), replace(corpus.generated_ssd(1), name="")
+    repro.save(a, "test_ssd[x-targets]", target, tmp_path)
+    repro.save(corpus.s7_custom_variances(), "test_ssd[x-targets]", target, tmp_path)
+    command = repro.save(b, "test_ssd[x-targets]", target, tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([f"test_ssd_x-targets-{fingerprint(b)[:12]}.npz",
+                            "test_ssd_x-targets-S7_custom_variances.npz"])
+    assert f"test_ssd_x-targets-{fingerprint(b)[:12]}.npz" in command

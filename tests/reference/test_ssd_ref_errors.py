@@ -111,3 +111,61 @@ def test_bad_settings(settings, field):
 
 def test_threshold_one_is_valid():
     assert ssd.validate(good_case(threshold=1.0)) is None
+
+
+# ---------------------------------------------------------------- input types (issue 9, item 7)
+
+def _random_case(dtype=np.float64, batch=2):
+    """A case with positives and mined negatives, its arrays given in ``dtype``."""
+    rng = np.random.default_rng(7)
+    case = good_case((GOOD, GOOD)[:batch])
+    conf = (rng.normal(size=case.conf.shape) * 3).astype(np.float32).astype(dtype)
+    loc = (rng.normal(size=case.loc.shape)).astype(np.float32).astype(dtype)
+    return replace(case, conf=conf, loc=loc, priors=PRIORS.astype(dtype),
+                   truths=tuple(t.astype(dtype) for t in case.truths))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_low_precision_arrays_are_computed_in_float64(dtype):
+    """The same values as float32 / float16 or as float64 give the same float64 outputs."""
+    low = _random_case(dtype)
+    as64 = replace(low, loc=low.loc.astype(np.float64), conf=low.conf.astype(np.float64),
+                   priors=low.priors.astype(np.float64),
+                   truths=tuple(t.astype(np.float64) for t in low.truths))
+    got, want = ssd.evaluate(low), ssd.evaluate(as64)
+    assert got["loss_c"] > 0 and got["pos_mask"].any() and got["neg_mask"].any()
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and np.array_equal(got[key], value), key
+
+
+def test_lists_and_integer_logits_are_accepted_as_float64():
+    """Like the YOLO reference: nested lists and int arrays are cast, not refused."""
+    case = _random_case()
+    ints = replace(case, conf=np.rint(case.conf).astype(np.int64))
+    floats = replace(case, conf=np.rint(case.conf))
+    want = ssd.evaluate(floats)
+    lists = replace(ints, loc=case.loc.tolist(), conf=ints.conf.tolist(), priors=PRIORS.tolist(),
+                    truths=[t.tolist() for t in case.truths])
+    for variant in (ints, lists):
+        got = ssd.evaluate(variant)
+        for key, value in want.items():
+            assert np.array_equal(got[key], value), key
+    assert ssd.validate(lists) is None
+
+
+def test_empty_batch_works_like_yolo():
+    """B = 0: (0, P, ...) outputs and zero losses, as the YOLO reference does for B = 0."""
+    case = replace(good_case(), loc=np.zeros((0, 3, 4)), conf=np.zeros((0, 3, 3)), truths=())
+    out = ssd.evaluate(case)
+    assert out["matched"].shape == (0, 3) and out["matched"].dtype == np.int64
+    assert out["loc_t"].shape == out["decoded"].shape == out["grad_loc"].shape == (0, 3, 4)
+    assert out["grad_conf"].shape == (0, 3, 3) and out["neg_mask"].dtype == bool
+    assert out["loss_l"] == 0 and out["loss_c"] == 0
+
+
+def test_huge_neg_pos_mines_like_a_large_one():
+    """neg_pos far beyond P (1e30: no int64 overflow) mines P - 1 negatives, as neg_pos = P does."""
+    case = _random_case()
+    want = ssd.evaluate(replace(case, settings=SsdSettings(neg_pos=3)))
+    got = ssd.evaluate(replace(case, settings=SsdSettings(neg_pos=1e30)))
+    assert np.array_equal(got["neg_mask"], want["neg_mask"]) and got["loss_c"] == want["loss_c"]
