@@ -184,6 +184,12 @@ def y10_conf_logit_20() -> YoloCase:
     return _set_channel(_yolo("Y10_conf_logit_20", [[0, 0, 0.65625, 0.65625, 0.25, 0.25]], seed=19), 4, 20.0, 3)
 
 
+def y7_log_clamp_setting() -> YoloCase:
+    """Y9's saturated logits with log_clamp = -20: every clamped term is 20, not 100."""
+    return YoloCase(**{**y9_saturated_logits().__dict__, "name": "Y7_log_clamp_setting",
+                       "settings": YoloSettings(log_clamp=-20.0)})
+
+
 def y11_class_mask_tie() -> YoloCase:
     """Equal class logits everywhere: argmax takes class 0; label 0 gives 1, label 2 gives 0."""
     case = _yolo("Y11_class_mask_tie", [[0, 0, 0.15625, 0.15625, 0.25, 0.25],
@@ -217,7 +223,7 @@ YOLO_CURATED = (y1_decode, y2_best_anchor_tie, y2_single_anchor, y3_cx_equal_one
                 y3_cx_zero, y4_ignore_above_threshold, y4_ignore_exactly_threshold,
                 y5_two_targets_one_cell, y5_same_cell_different_anchors, y5_many_targets_collide,
                 y6_tiny_box, y6_whole_image_box, y7_batch_two_images, y7_three_layers, y8_no_targets,
-                y8_image_without_targets, y9_saturated_logits, y10_conf_logit_20, y11_class_mask_tie,
+                y8_image_without_targets, y7_log_clamp_setting, y9_saturated_logits, y10_conf_logit_20, y11_class_mask_tie,
                 y12_iou_perfect_prediction, y13_boundary_values, y14_settings)
 
 
@@ -277,6 +283,17 @@ def s9_mining_scores_far_apart() -> SsdCase:
     return SsdCase(loc=case.loc, conf=conf, priors=case.priors, truths=case.truths, name=case.name)
 
 
+def s9_rows_far_below_max() -> SsdCase:
+    """Hard negatives 120 and 800 below the batch max: a global-max logsumexp gives them
+    -inf scores (float32 from ~103 below, float64 from ~745), so it mines others."""
+    case = _ssd("S9_rows_far_below_max", [[[0.5, 0.5, 0.75, 0.75, 1]]], seed=42)
+    conf = case.conf.copy()
+    conf[0, 1::4, 0] -= 4.0  # background logit low: high cross-entropy, mined first
+    conf[0, 1::8, :] -= 120.0
+    conf[0, 5::8, :] -= 800.0
+    return SsdCase(loc=case.loc, conf=conf, priors=case.priors, truths=case.truths, name=case.name)
+
+
 def s10_tied_negative_scores() -> SsdCase:
     """All logits 0: every negative scores log(C); the cut falls inside a tie."""
     case = _ssd("S10_tied_negative_scores", [[[0.5, 0.5, 0.75, 0.75, 1]]], seed=39)
@@ -316,7 +333,7 @@ def s14_boundary_values() -> SsdCase:
 
 SSD_CURATED = (s2_truth_equals_prior, s3_best_prior_tie, s4_later_truth_wins, s5_truth_overlaps_nothing,
                s6_iou_exactly_half, s7_custom_variances, s8_decode_large_offsets,
-               s9_mining_scores_far_apart, s10_tied_negative_scores, s10_neg_pos_zero,
+               s9_mining_scores_far_apart, s9_rows_far_below_max, s10_tied_negative_scores, s10_neg_pos_zero,
                s10_negatives_capped, s11_two_images, s12_no_positives, s13_image_without_truths,
                s14_boundary_values)
 
