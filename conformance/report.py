@@ -1,11 +1,16 @@
 """Tolerance reports: how close every implementation came to the reference, per quantity.
 
 The engine calls ``add(rec)`` once per comparison (see ``add`` for the record's fields).
-Records are aggregated at once per (impl, device, dtype, family, quantity). ``ReportPlugin``
+Records are aggregated at once per (impl, device, dtype, family, quantity). Promised
+outputs an implementation does not return are listed per (impl, device, dtype, family)
+under "not returned" (``add_missing``, called by conformance/test_coverage.py). ``ReportPlugin``
 merges the aggregates of pytest-xdist workers and writes ``<dir>/<run>.json``, ``.md``
-and ``.html`` plus ``<dir>/latest.*``. Everything inside is sorted and free of timings and
-worker ids, so a run with and without ``-n auto`` gives the same content; only the file
-name and one header line of the .md and .html carry the run's timestamp.
+and ``.html`` plus ``<dir>/latest.*``, each atomically (temporary file + os.replace), under
+a run id claimed by creating ``<run>.json`` exclusively (``reserve``). Everything inside is
+sorted and free of timings and worker ids, so a complete run with and without ``-n auto``
+gives the same content; only the file name and one header line of the .md and .html carry
+the run's timestamp. A run that lost results (crashed tests, tests never run, workers whose
+records did not arrive) has an "incomplete" section naming them (worker ids included).
 
 Error histogram: ``ratio`` = |err| / allowed per element, counted in the bins BINS
 (upper bounds BIN_UPPER, right-closed: "<=1" passes, "<=10" and ">10" fail).
@@ -15,6 +20,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +36,7 @@ MAX_EXAMPLES = 5  # failing (test, case, message) kept per quantity
 MAX_FAILURES = 50  # failed pytest reports kept per run
 MAX_TEXT = 4000  # characters kept of a failure's text
 KEY_FIELDS = ("impl", "device", "dtype", "family", "quantity")
+MISSING_FIELDS = ("impl", "device", "dtype", "family")
 FORMAT_VERSION = 1
 WORKER_KEY = "conformance_report"
 
@@ -104,6 +112,7 @@ class Aggregate:
         self.failures: list = []  # {"test", "when", "text"}, sorted, at most MAX_FAILURES
         self.failures_total = 0
         self.outcomes: dict = {}
+        self.missing: dict = {}  # (impl, device, dtype, family) -> set of keys not returned
 
     def add(self, rec: dict) -> None:
         entry = new_entry(rec)
@@ -113,6 +122,9 @@ class Aggregate:
     def add_failure(self, test: str, when: str, text: str) -> None:
         self._set_failures(self.failures + [{"test": test, "when": when, "text": trim(text)}])
         self.failures_total += 1
+
+    def add_missing(self, impl: str, device: str, dtype: str, family: str, key: str) -> None:
+        self.missing.setdefault((impl, device, dtype, family), set()).add(key)
 
     def add_outcome(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -128,6 +140,8 @@ class Aggregate:
         self.failures_total += other.failures_total
         for k, v in other.outcomes.items():
             self.outcomes[k] = self.outcomes.get(k, 0) + v
+        for k, keys in other.missing.items():
+            self.missing.setdefault(k, set()).update(keys)
 
     def to_dict(self) -> dict:
         """Plain, sorted, JSON-ready data (non-finite floats as "inf", "-inf", "nan")."""
@@ -143,8 +157,11 @@ class Aggregate:
                            "failed_comparisons": sum(e["failures"] for e in aggregates),
                            "ties": sum(e["ties"] for e in aggregates),
                            "failed_tests": self.failures_total,
+                           "not_returned": sum(len(v) for v in self.missing.values()),
                            "outcomes": dict(sorted(self.outcomes.items()))},
-               "aggregates": aggregates, "failures": list(self.failures)}
+               "aggregates": aggregates, "failures": list(self.failures),
+               "not_returned": [dict(zip(MISSING_FIELDS, k), keys=sorted(self.missing[k]))
+                                for k in sorted(self.missing)]}
         return _jsonable(doc)
 
     @classmethod
@@ -157,6 +174,8 @@ class Aggregate:
         agg.failures = list(doc.get("failures", []))
         agg.failures_total = int(doc.get("summary", {}).get("failed_tests", 0))
         agg.outcomes = dict(doc.get("summary", {}).get("outcomes", {}))
+        for m in doc.get("not_returned", []):
+            agg.missing[tuple(m[k] for k in MISSING_FIELDS)] = set(m["keys"])
         return agg
 
 
@@ -209,6 +228,11 @@ def add(rec: dict) -> None:
     _STORE.add(rec)
 
 
+def add_missing(impl: str, device: str, dtype: str, family: str, key: str) -> None:
+    """Record that ``impl`` on ``device`` in ``dtype`` does not return the promised ``key``."""
+    _STORE.add_missing(impl, device, dtype, family, key)
+
+
 def store() -> Aggregate:
     return _STORE
 
@@ -248,8 +272,11 @@ def to_markdown(doc: dict, header: str = "") -> str:
     out = ["# Conformance tolerance report", ""]
     if header:
         out += [header, ""]
+    if "incomplete" in doc:
+        out += ["## INCOMPLETE", ""] + [f"- {line}" for line in incomplete_lines(doc["incomplete"])] + [""]
     out += [f"{s['quantities']} quantities, {s['comparisons']} comparisons, {s['failed_comparisons']} failed, "
-            f"{s['ties']} ties accepted; failed tests: {s['failed_tests']}; outcomes: "
+            f"{s['ties']} ties accepted; failed tests: {s['failed_tests']}; "
+            f"promised outputs not returned: {s.get('not_returned', 0)}; outcomes: "
             + (", ".join(f"{k} {v}" for k, v in s["outcomes"].items()) or "none"), "",
             "ratio = max |err| / allowed (<= 1 passes), headroom = 1 - ratio. Histogram bins of "
             "|err| / allowed: " + " ".join(f"`{b}`" for b in doc["bins"]), ""]
@@ -258,6 +285,11 @@ def to_markdown(doc: dict, header: str = "") -> str:
                 "|" + "---|" * (len(_COLUMNS) + 1)]
         for e in entries:
             out.append("| " + " | ".join(_fmt(e[c]) for c in _COLUMNS) + f" | `{_spark(e['hist'])}` |")
+        out.append("")
+    if doc.get("not_returned"):
+        out += ["## Not returned", "", "Promised outputs these implementations do not return: not compared.", ""]
+        for m in doc["not_returned"]:
+            out.append(f"- {m['impl']} {m['device']} {m['dtype']} {m['family']}: {', '.join(m['keys'])}")
         out.append("")
     failing = [e for e in doc["aggregates"] if e["examples"]]
     if failing:
@@ -305,9 +337,12 @@ def to_html(doc: dict, header: str = "") -> str:
            "overflow-x:auto}", "</style></head><body>", "<h1>Conformance tolerance report</h1>"]
     if header:
         out.append(f"<p>{e_(header)}</p>")
+    if "incomplete" in doc:
+        out.append('<h2 style="color:#c0392b">INCOMPLETE</h2><ul>'
+                   + "".join(f"<li>{e_(line)}</li>" for line in incomplete_lines(doc["incomplete"])) + "</ul>")
     out.append(f"<p>{s['quantities']} quantities, {s['comparisons']} comparisons, "
                f"{s['failed_comparisons']} failed, {s['ties']} ties accepted; failed tests: "
-               f"{s['failed_tests']}; outcomes: "
+               f"{s['failed_tests']}; promised outputs not returned: {s.get('not_returned', 0)}; outcomes: "
                f"{e_(', '.join(f'{k} {v}' for k, v in s['outcomes'].items()) or 'none')}</p>")
     out.append("<p>ratio = max |err| / allowed (&le; 1 passes); headroom = 1 &minus; ratio. The plot "
                "counts elements per bin of |err| / allowed: " + e_(" ".join(doc["bins"]))
@@ -324,6 +359,13 @@ def to_html(doc: dict, header: str = "") -> str:
             out.append(f"<tr{cls}>{cells}<td class=\"l\">"
                        f"{_svg_histogram(e['hist'], doc['bins'], doc['pass_bins'])}</td></tr>")
         out.append("</tbody></table>")
+    if doc.get("not_returned"):
+        out.append("<h2>Not returned</h2><p>Promised outputs these implementations do not return: "
+                   "not compared.</p><ul>")
+        for m in doc["not_returned"]:
+            out.append(f"<li>{e_(m['impl'])} {e_(m['device'])} {e_(m['dtype'])} {e_(m['family'])}: "
+                       f"{e_(', '.join(m['keys']))}</li>")
+        out.append("</ul>")
     failing = [e for e in doc["aggregates"] if e["examples"]]
     if failing:
         out.append("<h2>Failing comparisons</h2>")
@@ -340,24 +382,78 @@ def to_html(doc: dict, header: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def write(doc: dict, directory, run: str | None = None) -> list:
-    """Write <run>.json/.md/.html and latest.* into ``directory``; the written paths, sorted."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def incomplete_lines(incomplete: dict) -> list:
+    """One line of text per fact in a report's "incomplete" section."""
+    lines = [incomplete["reason"]] if incomplete.get("reason") else []
+    lines += [f"crashed: {t}" for t in incomplete.get("crashed", [])]
+    lines += [f"records lost with worker {w['worker']} (comparisons of the {len(w['tests'])} test(s) it ran are "
+              f"missing): {', '.join(w['tests']) or 'none'}" for w in incomplete.get("workers_lost", [])]
+    never = incomplete.get("not_run", [])
+    if never:
+        lines.append(f"never ran ({len(never)}): {', '.join(never)}")
+    return lines
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then os.replace it: a reader
+    sees the old file or the new one, never a partial one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def reserve(directory, run: str | None = None) -> str:
+    """A run id no other run in ``directory`` has: ``run`` (default: the UTC time to the
+    second), then ``run-2``, ``run-3``, ... Claimed by creating ``<id>.json`` exclusively,
+    so two runs starting at once get different ids."""
     run = run or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem, i = run, 1
-    while any((directory / f"{stem}.{ext}").exists() for ext in ("json", "md", "html")):
-        i += 1
-        stem = f"{run}-{i}"
+    while True:
+        try:
+            with open(Path(directory) / f"{stem}.json", "x", encoding="utf-8"):
+                return stem
+        except FileExistsError:
+            i += 1
+            stem = f"{run}-{i}"
+
+
+def write_run(doc: dict, directory, stem: str) -> list:
+    """Write <stem>.json/.md/.html and latest.* (each atomically); the paths, sorted."""
+    directory = Path(directory)
     header = f"Run {stem}"
     texts = {"json": dumps(doc), "md": to_markdown(doc, header), "html": to_html(doc, header)}
     paths = []
     for ext, text in texts.items():
         for name in (stem, "latest"):
             path = directory / f"{name}.{ext}"
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
             paths.append(path)
     return sorted(paths)
+
+
+def write(doc: dict, directory, run: str | None = None) -> list:
+    """Write <run>.json/.md/.html and latest.* into ``directory`` under a new run id (see
+    ``reserve``); the written paths, sorted."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_run(doc, directory, reserve(directory, run))
+
+
+def check_directory(directory) -> None:
+    """Create ``directory`` if needed and make sure files can be written there;
+    pytest.UsageError naming it otherwise."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-check.{os.getpid()}.{secrets.token_hex(4)}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"--report-dir {str(directory)!r}: cannot write reports there: "
+                                f"{exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- pytest plugin
@@ -377,10 +473,20 @@ def _outcome(report) -> str | None:
 
 
 class ReportPlugin:
-    """Collects records and failures; merges xdist workers; writes the reports at the end.
+    """Collects records and failures; merges xdist workers; writes the reports.
 
     Register with ``config.pluginmanager.register(ReportPlugin(config), "conformance-report")``;
-    reads ``config.getoption("report_dir")`` (default "reports").
+    reads ``config.getoption("report_dir")`` (default "reports"), which is checked at once
+    (pytest.UsageError if reports cannot be written there).
+
+    When the first test starts, the run gets its id (``reserve``) and a placeholder report
+    marked INCOMPLETE is written, and every test started and finished is appended to
+    ``<run>.log``. At the session's end the full report replaces the placeholder and the
+    log is removed. So if the process dies (a crash in an adapter without ``-n``), the
+    reports say the run is incomplete and the log's last test started and never finished
+    is the one it died in. With ``-n`` the controller survives worker crashes and the
+    final report lists the tests that crashed, the tests that never ran and the workers
+    whose records were lost.
     """
 
     def __init__(self, config):
@@ -389,6 +495,12 @@ class ReportPlugin:
         self.workers = Aggregate()  # merged worker aggregates (controller only)
         self.local = Aggregate()  # failures and outcomes seen by this process
         self.paths: list = []
+        self.run: str | None = None  # the run id, reserved when the first test starts
+        self.collected: set = set()  # node ids of the tests to run
+        self.reported: set = set()  # node ids with at least one report
+        self.crashed: list = []  # node ids whose worker crashed while running them
+        self.ran_on: dict = {}  # worker id -> node ids it reported
+        self.workers_lost: list = []  # worker ids whose records never arrived
         reset()
 
     def _report_dir(self) -> Path:
@@ -398,14 +510,56 @@ class ReportPlugin:
             value = None
         return Path(self.config.invocation_params.dir) / (value or "reports")
 
+    def pytest_configure(self, config):
+        if not self.is_worker:
+            check_directory(self._report_dir())
+
+    def _log(self, line: str) -> None:
+        with open(self._report_dir() / f"{self.run}.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def pytest_collection_finish(self, session):
+        if not self.is_worker:
+            self.collected.update(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.collected.update(ids)
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        if self.is_worker:
+            return
+        if self.run is None:
+            self.run = reserve(self._report_dir())
+            placeholder = Aggregate().to_dict()
+            placeholder["incomplete"] = {"reason": (
+                f"the run has not finished, or its process died before writing this report (a crash, a kill, "
+                f"os._exit); {self.run}.log lists the tests it started and finished: a test started and not "
+                "finished is where it died")}
+            write_run(placeholder, self._report_dir(), self.run)
+        self._log(f"started {nodeid}")
+
     def pytest_runtest_logreport(self, report):
         if self.is_worker:  # the controller sees every worker's reports too
             return
+        self.reported.add(report.nodeid)
+        node = getattr(report, "node", None)  # xdist: the worker that ran it
+        if node is not None:
+            self.ran_on.setdefault(node.gateway.id, set()).add(report.nodeid)
         if report.failed:
             self.local.add_failure(report.nodeid, report.when, report.longreprtext)
         outcome = _outcome(report)
         if outcome:
             self.local.add_outcome(outcome)
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        if not self.is_worker and self.run is not None:
+            self._log(f"finished {nodeid}")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem, report, sched):
+        """xdist controller: a worker died while running ``crashitem``."""
+        self.crashed.append(crashitem)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error):
@@ -413,6 +567,17 @@ class ReportPlugin:
         text = getattr(node, "workeroutput", {}).get(WORKER_KEY)
         if text:
             self.workers.merge(Aggregate.from_dict(json.loads(text)))
+        else:
+            self.workers_lost.append(node.gateway.id)
+
+    def _incomplete(self) -> dict:
+        """The report's "incomplete" section; empty when every test ran and every record arrived."""
+        lost = [{"worker": w, "tests": sorted(self.ran_on.get(w, ()))} for w in sorted(set(self.workers_lost))]
+        facts = {"crashed": sorted(set(self.crashed)), "not_run": sorted(self.collected - self.reported),
+                 "workers_lost": lost}
+        if not any(facts.values()):
+            return {}
+        return {"reason": "this report is missing results: see below", **facts}
 
     def pytest_sessionfinish(self, session):
         if self.is_worker:
@@ -422,8 +587,16 @@ class ReportPlugin:
         total.merge(store())
         total.merge(self.workers)
         total.merge(self.local)
-        if total.entries or total.failures or total.outcomes:
-            self.paths = write(total.to_dict(), self._report_dir())
+        doc = total.to_dict()
+        incomplete = self._incomplete()
+        if incomplete:
+            doc["incomplete"] = incomplete
+        if self.run is None and not (total.entries or total.failures or total.outcomes or total.missing):
+            return  # no test started: nothing to report
+        directory = self._report_dir()
+        self.run = self.run or reserve(directory)
+        self.paths = write_run(doc, directory, self.run)
+        (directory / f"{self.run}.log").unlink(missing_ok=True)
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.paths:

@@ -185,3 +185,28 @@ def test_plugin_same_report_with_and_without_xdist(pytester):
     assert [f["test"] for f in doc["failures"]] == ["test_suite.py::test_compare[2]", "test_suite.py::test_compare[6]"]
     assert "repro with pytest -k 2" in doc["failures"][0]["text"]
     assert _run_suite(pytester, "-n", "2") == plain
+
+
+def test_not_returned_merges_across_workers_and_is_written(tmp_path):
+    """Issue 8 item 5: promised keys an implementation leaves out are listed per impl, device,
+    dtype and family, whichever worker saw them."""
+    a, b = report.Aggregate(), report.Aggregate()
+    a.add_missing("mine", "cpu", "float32", "yolo", "layer0.tx")
+    b.add_missing("mine", "cpu", "float32", "yolo", "layer0.obj_mask")
+    b.add_missing("mine", "cpu", "float32", "yolo", "layer0.tx")
+    b.add_missing("mine", "cpu", "float64", "ssd", "matched")
+    ab, ba = report.Aggregate(), report.Aggregate()
+    ab.merge(a), ab.merge(b), ba.merge(b), ba.merge(a)
+    doc = ab.to_dict()
+    assert report.dumps(doc) == report.dumps(ba.to_dict())
+    assert doc["not_returned"] == [
+        {"impl": "mine", "device": "cpu", "dtype": "float32", "family": "yolo",
+         "keys": ["layer0.obj_mask", "layer0.tx"]},
+        {"impl": "mine", "device": "cpu", "dtype": "float64", "family": "ssd", "keys": ["matched"]}]
+    assert doc["summary"]["not_returned"] == 3
+    assert report.Aggregate.from_dict(json.loads(report.dumps(doc))).to_dict() == doc
+    report.write(doc, tmp_path, run="r")
+    md = (tmp_path / "latest.md").read_text()
+    assert "## Not returned" in md and "- mine cpu float32 yolo: layer0.obj_mask, layer0.tx" in md
+    html_text = (tmp_path / "latest.html").read_text()
+    assert "<h2>Not returned</h2>" in html_text and "mine cpu float64 ssd: matched" in html_text
