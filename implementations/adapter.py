@@ -14,34 +14,13 @@ typing.Protocol that documents them):
 
 Each call receives one case whose arrays are float64 holding values exactly
 representable in ``dtype`` (the suite rounds them first); the adapter casts them to
-``dtype`` on ``device``, computes, and returns NumPy arrays under the keys below.
+``dtype`` on ``device``, computes, and returns NumPy arrays under the output keys.
 A missing method means "does not cover this loss"; a missing key means "does not
 compute this output": both are reported as skipped with that reason, never as passed.
 
-YOLOv3 keys (``k`` is the layer index, 0-based, in the order of ``case.outputs``):
-  layer{k}.output          (B, A*G*G, 5+C)  decoded layer output: box in pixels, conf, cls
-  layer{k}.obj_mask        (B, A, G, G) bool
-  layer{k}.noobj_mask      (B, A, G, G) bool
-  layer{k}.tx .ty .tw .th  (B, A, G, G) float, targets (compared where obj_mask is set)
-  layer{k}.tconf           (B, A, G, G) float
-  layer{k}.tcls            (B, A, G, G, C) float (multi-hot where targets share a cell)
-  layer{k}.class_mask      (B, A, G, G) float, 1 where argmax of predicted cls == label
-  layer{k}.iou_scores      (B, A, G, G) float, metric only (+1 pixel convention)
-  layer{k}.loss_x .loss_y .loss_w .loss_h .loss_conf_obj .loss_conf_noobj .loss_conf
-  layer{k}.loss_cls .loss_total                                  () float
-  layer{k}.grad            like case.outputs[k]: d loss_total / d x for this layer's x
-  loss_total               () float, the sum of every layer's loss_total
-
-SSD keys:
-  matched     (B, P) int    truth index per prior after forced matching (-1: image has none)
-  conf_t      (B, P) int    0 background, label + 1 otherwise
-  loc_t       (B, P, 4)     encoded targets (compared where conf_t > 0)
-  pos_mask    (B, P) bool   conf_t > 0
-  neg_mask    (B, P) bool   hard negatives: mined and not positive
-  decoded     (B, P, 4)     loc decoded against the priors, corner form
-  loss_l loss_c  () float   normalised by the batch's positive count
-  grad_loc    (B, P, 4)     d (loss_l + loss_c) / d loc
-  grad_conf   (B, P, C)     d (loss_l + loss_c) / d conf
+The keys, with shapes, dtypes and where each is compared, are in reference/spec/outputs.md:
+  YOLOv3: ``layer{k}.`` + output, YOLO_TARGET_KEYS, YOLO_LOSS_KEYS, grad; and loss_total.
+  SSD:    SSD_TARGET_KEYS, decoded, SSD_LOSS_KEYS, SSD_GRAD_KEYS.
 """
 from __future__ import annotations
 
