@@ -3,12 +3,15 @@
 1. What the implementation says about matching is read from whatever it returns: its
    ``matched`` if given, else, at its positive priors, the truths whose label (conf_t)
    and encoding (loc_t) agree with its targets (``_consistent``). The seed never exposes
-   its match indices, so none of this may depend on ``matched``.
+   its match indices, so none of this may depend on ``matched``. Without targets, the
+   gradients tell: its positives are the priors with a non-zero grad_loc row, its hard
+   negatives the others with a non-zero grad_conf row, the label and the encoding show in
+   grad_conf and grad_loc (used only where a tie admits either choice).
 2. Per image, the reference match is computed with its margins. A truth whose best
    prior is a near-tie at the dtype's precision may be forced onto any of the tied
-   priors; identical boxes have identical IoU rows, so they move together (one
-   decision). The engine searches the candidates and keeps the forced assignment that
-   best explains the implementation's matches and positives.
+   priors; truths tied over the same priors (identical boxes, boxes that overlap no
+   prior) move together, one decision. The engine searches the candidates and keeps the forced
+   assignment that best explains the implementation's matches and positives.
 3. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
    comparison is a near-tie; conf_t and loc_t are then checked on the implementation's
    own admissible choices.
@@ -32,18 +35,33 @@ MAX_CANDIDATES = 8
 
 
 def _impl_pos(impl: dict):
-    """(B, P) bool positives the implementation reports (pos_mask, else conf_t > 0), or None."""
+    """(B, P) bool positives the implementation reports: pos_mask, else conf_t > 0, else the
+    priors with a non-zero grad_loc row (the smooth-L1 gradient vanishes only where loc
+    equals loc_t exactly); None when it returns none of them."""
     if "pos_mask" in impl:
         return impl["pos_mask"].astype(bool)
-    return impl["conf_t"] > 0 if "conf_t" in impl else None
+    if "conf_t" in impl:
+        return impl["conf_t"] > 0
+    return (impl["grad_loc"] != 0).any(axis=-1) if "grad_loc" in impl else None
+
+
+def _impl_neg(impl: dict, pos):
+    """(B, P) bool hard negatives the implementation reports: neg_mask, else the priors
+    outside ``pos`` with a non-zero grad_conf row (softmax − onehot vanishes only for a
+    saturated row, whose gradient is 0 either way); None when it returns neither."""
+    if "neg_mask" in impl:
+        return impl["neg_mask"].astype(bool)
+    return (impl["grad_conf"] != 0).any(axis=-1) & ~pos if "grad_conf" in impl else None
 
 
 def _consistent(truths, case, i, impl, impl_pos, u) -> np.ndarray:
     """(n, P) bool: truth j agrees with what the implementation returned at prior p.
 
     With ``matched``: exactly its truth. Otherwise, at the implementation's positive
-    priors, the truths that fit its targets best (label of conf_t first, then loc_t within
-    its error bound); at other priors nothing is observed and every truth agrees.
+    priors, the truths that fit its targets best: the label of conf_t (else the class
+    whose grad_conf entry is negative: softmax − onehot is negative only at the target),
+    then loc_t within its error bound (else grad_loc = smooth-L1'(loc − loc_t) / N); at
+    other priors nothing is observed and every truth agrees.
     """
     n, P = len(truths), len(case.priors)
     if "matched" in impl:
@@ -52,15 +70,23 @@ def _consistent(truths, case, i, impl, impl_pos, u) -> np.ndarray:
     if impl_pos is None or not n:
         return ok
     at = np.flatnonzero(impl_pos[i])
-    cost = np.zeros((n, len(at)))
-    if "conf_t" in impl:
-        cost += 2 * (truths[:, 4:5] + 1 != impl["conf_t"][i][at][None])
-    if "loc_t" in impl and len(at):
+    k = len(at)
+    cost = np.zeros((n, k))
+    if "conf_t" in impl or "grad_conf" in impl:
+        label = impl["conf_t"][i][at] if "conf_t" in impl else impl["grad_conf"][i][at].argmin(axis=-1)
+        cost += 2 * (truths[:, 4:5] + 1 != label[None])
+    if ("loc_t" in impl or "grad_loc" in impl) and k:
         priors = np.tile(case.priors[at], (n, 1))
-        enc = rs.encode(np.repeat(truths[:, :4], len(at), axis=0), priors, case.settings.variances)
+        enc = rs.encode(np.repeat(truths[:, :4], k, axis=0), priors, case.settings.variances)
         bound = tol.SAFETY * encode_error(enc, priors[:, 2:], case.settings.variances, u)
-        off = np.abs(enc - np.tile(impl["loc_t"][i][at], (n, 1))) > bound
-        cost += off.any(axis=1).reshape(n, len(at))
+        if "loc_t" in impl:
+            off = np.abs(enc - np.tile(impl["loc_t"][i][at], (n, 1))) > bound
+        else:
+            n_pos = max(int(impl_pos.sum()), 1)
+            d = np.tile(case.loc[i][at], (n, 1)) - enc
+            slope = np.where(np.abs(d) < 1, d, np.sign(d)) / n_pos
+            off = np.abs(slope - np.tile(impl["grad_loc"][i][at], (n, 1))) > (bound + 8 * u) / n_pos
+        cost += off.any(axis=1).reshape(n, k)
     ok[:, at] = cost == cost.min(axis=0, initial=np.inf)
     return ok
 
@@ -99,28 +125,29 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
     """The reference Match for one image that best explains the implementation's outputs,
     and the number of truths forced elsewhere than the reference's choice.
 
-    Truths whose best prior is a near-tie may be forced onto any tied prior; identical
-    boxes are one decision. The search starts from each group's likeliest candidate (a
-    positive the implementation gave to that group), then improves one group at a time
-    for MAX_SWEEPS sweeps: linear in the candidates, where trying every combination
-    would be exponential in the tied truths.
+    Truths whose best prior is a near-tie may be forced onto any tied prior; truths tied
+    over the same priors (identical boxes, boxes overlapping no prior) are one decision. The
+    search starts from each group's likeliest candidate (a positive the implementation
+    gave to that group), then improves one group (then one truth) at a time for
+    MAX_SWEEPS sweeps: linear in the candidates, where trying every combination would be
+    exponential in the tied truths.
     """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
     near = np.flatnonzero(m.best_prior_margin < eps["iou"])
     if not len(near) or (impl_pos is None and ok.all()):
         return m, 0
-    groups: dict = {}
+    tied: dict = {}  # truths tied over the same priors: a deterministic argmax picks alike
     for j in near:
-        groups.setdefault(truths[j, :4].tobytes(), []).append(j)
-    groups = [np.array(g) for g in groups.values()]
-    alts = []
-    for g in groups:
-        top = m.overlaps[g[0], m.best_prior[g[0]]]
-        cand = np.flatnonzero(m.overlaps[g[0]] >= top - eps["iou"])
+        cand = np.flatnonzero(m.overlaps[j] >= m.overlaps[j, m.best_prior[j]] - eps["iou"])
+        tied.setdefault(cand.tobytes(), (cand, []))[1].append(j)
+    groups, alts = [], []
+    for cand, members in tied.values():
+        g = np.array(members)
         theirs = ok[g][:, cand].any(axis=0)
         pos = impl_pos[cand] if impl_pos is not None else np.ones(len(cand), bool)
         rank = np.where(pos & theirs, 0, np.where(pos, 1, 2))
+        groups.append(g)
         alts.append(cand[np.argsort(rank, kind="stable")][:MAX_CANDIDATES])
 
     def explain(bp):
@@ -135,9 +162,11 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
         start, score = explain(bp)
         if score < best_score:
             best, best_score = start, score
+    moves = list(zip(groups, alts))  # whole groups first, then single truths of larger groups
+    moves += [(np.array([j]), a) for g, a in zip(groups, alts) if len(g) > 1 for j in g]
     for _ in range(MAX_SWEEPS):
         improved = False
-        for g, a in zip(groups, alts):
+        for g, a in moves:
             for c in a:
                 if best_score == 0 or c == best.best_prior[g[0]]:
                     continue
@@ -190,8 +219,8 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     mining = rs.hard_negative_mask(score, pos, case.settings.neg_pos)
     score_eps = eps["score"] * (np.log2(case.num_classes) + 4) * (1 + np.abs(case.conf).max(axis=(1, 2)))
     adm_neg = (mining.margin < score_eps[:, None]) & ~pos
-    neg = np.where(adm_neg, impl["neg_mask"].astype(bool), mining.neg_mask) if "neg_mask" in impl \
-        else mining.neg_mask
+    impl_neg = _impl_neg(impl, pos)
+    neg = mining.neg_mask if impl_neg is None else np.where(adm_neg, impl_neg, mining.neg_mask)
     checks: list[Check] = []
     if "targets" in parts:
         checks += _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg,

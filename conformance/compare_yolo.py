@@ -2,10 +2,11 @@
 
 For each layer:
 1. The reference's assignment (best anchor and cell per target) is computed with its
-   margins. A target whose anchor margin or cell margin is below the dtype's decision
-   epsilon has several admissible placements; the engine tries each combination (up to
-   MAX_COMBINATIONS) and keeps the one that reproduces the implementation's obj_mask
-   (or, without obj_mask, its loss_total).
+   margins. A decision whose margin is below the dtype's decision epsilon has several
+   admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
+   cy) are one decision. The engine tries each combination (up to MAX_COMBINATIONS) and
+   keeps the one that best explains the implementation: fewest obj_mask differences,
+   then the nearest tx .. th (or, without them, loss_total).
 2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
    comparison and class_mask cells decided by a near-tie class argmax.
 3. Losses and gradients are compared with the reference re-evaluated on the
@@ -29,61 +30,82 @@ BCE_EPS = float(np.float32(1e-12))  # torch's BCELoss backward: max(p(1 - p), 1e
 TARGET_KEYS = ("tx", "ty", "tw", "th")
 
 
-def _placements(assignment, targets, grid, eps):
-    """Admissible (anchor, gi, gj) per target: a list of tuples, the reference's first."""
-    gx, gy = targets[:, 2] * grid, targets[:, 3] * grid
-    near_cell = eps["cell"] * grid
+def _decisions(assignment, targets, grid, eps):
+    """The near-tie decisions of one layer: (field, rows, choices), the reference's choice
+    first. Rows with equal inputs make one decision, as a deterministic argmax or floor
+    decides them alike: the best anchor per distinct (w, h), the column per distinct cx,
+    the row per distinct cy."""
     out = []
-    for t in range(len(targets)):
-        best = assignment.best_anchor[t]
-        anchors = np.flatnonzero(assignment.wh_iou[t] >= assignment.wh_iou[t, best] - eps["iou"])
-        cells = [sorted({int(np.clip(np.floor(g + s), 0, grid - 1)) for s in (-near_cell, 0, near_cell)})
-                 for g in (gx[t], gy[t])]
-        ref = (int(best), int(assignment.gi[t]), int(assignment.gj[t]))
-        alts = [ref] + [(int(a), i, j) for a in anchors for i in cells[0] for j in cells[1]
-                        if (int(a), i, j) != ref]
-        out.append(alts)
+    near_cell = eps["cell"] * grid
+    for field, cols in (("best_anchor", slice(4, 6)), ("gi", slice(2, 3)), ("gj", slice(3, 4))):
+        keys = targets[:, cols]
+        if not len(keys):
+            continue
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        for group, t in enumerate(first):
+            ref = int(getattr(assignment, field)[t])
+            if field == "best_anchor":
+                choices = np.flatnonzero(assignment.wh_iou[t] >= assignment.wh_iou[t, ref] - eps["iou"])
+            else:
+                g = keys[t, 0] * grid
+                choices = np.unique(np.clip(np.floor(g + np.array([-near_cell, 0.0, near_cell])), 0, grid - 1))
+            if len(choices) > 1:
+                rows = np.flatnonzero(inverse.ravel() == group)
+                out.append((field, rows, [ref] + [int(c) for c in choices if c != ref]))
     return out
 
 
-def _choose(case, k, out, eps):
-    """The reference assignment that best explains the implementation's layer-k outputs."""
+def _distance(built, impl, x, case):
+    """How far the implementation's layer targets (tx..th at obj cells) are from ``built``;
+    without them, its loss_total's distance from the re-evaluated one."""
+    obj = built["obj_mask"] & impl.get("obj_mask", built["obj_mask"]).astype(bool)
+    keys = [key for key in TARGET_KEYS if key in impl]
+    if keys:
+        return float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum() for key in keys))
+    if "loss_total" in impl:
+        return abs(float(impl["loss_total"]) - float(ry.loss_terms(x, built, case.settings)["loss_total"]))
+    return 0.0
+
+
+def _choose(case, k, impl, eps):
+    """The reference assignment that best explains the implementation's layer-k outputs
+    ``impl`` (keys without the layer prefix): fewest obj_mask differences, then the
+    nearest targets (or loss_total)."""
     x, anchors = case.outputs[k], case.anchors[k]
     grid = x.shape[-1]
     args = (x, case.targets, anchors, case.num_classes, case.img_dim)
     nominal = ry.assign(case.targets, anchors, grid, case.img_dim, case.settings.ignore_thres)
-    placements = _placements(nominal, case.targets, grid, eps)
-    near = [t for t, alts in enumerate(placements) if len(alts) > 1]
-    impl_obj = out.get(f"layer{k}.obj_mask")
-    impl_total = out.get(f"layer{k}.loss_total")
-    best, best_score = None, np.inf
-    for combo in itertools.islice(itertools.product(*(placements[t] for t in near)), MAX_COMBINATIONS):
-        a = nominal
-        if combo:
-            idx = np.array(near)
-            anchor, gi, gj = (np.array(v, dtype=np.int64) for v in zip(*combo))
-            a = replace(nominal, best_anchor=_put(nominal.best_anchor, idx, anchor),
-                        gi=_put(nominal.gi, idx, gi), gj=_put(nominal.gj, idx, gj))
+    decisions = _decisions(nominal, case.targets, grid, eps)
+    impl_obj = impl.get("obj_mask")
+    close = 1e-3 * max(1, len(case.targets))  # targets of different rows differ by far more
+    best, best_score = None, (np.inf, np.inf)
+    for combo in itertools.islice(itertools.product(*(choices for _, _, choices in decisions)), MAX_COMBINATIONS):
+        fields = {f: getattr(nominal, f).copy() for f in ("best_anchor", "gi", "gj")}
+        for (field, rows, _), choice in zip(decisions, combo):
+            fields[field][rows] = choice
+        a = replace(nominal, **fields)
         built = ry.build_targets(*args, a)
-        if impl_obj is not None:
-            score = float(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
-        elif impl_total is not None:
-            score = abs(float(impl_total) - float(ry.loss_terms(x, built, case.settings)["loss_total"]))
-        else:
-            score = 0.0
+        mismatched = 0 if impl_obj is None else int(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
+        score = (mismatched, _distance(built, impl, x, case))
         if score < best_score:
             best, best_score = (a, built), score
-        if score == 0:
+        if score[0] == 0 and score[1] <= close:
             break
     a, built = best
     ties = int(np.sum((a.best_anchor != nominal.best_anchor) | (a.gi != nominal.gi) | (a.gj != nominal.gj)))
     return a, built, ties
 
 
-def _put(base, idx, values):
-    out = base.copy()
-    out[idx] = values
-    return out
+def _impl_noobj(impl, built, num_classes):
+    """(B, A, G, G) bool noobj cells the implementation reports: noobj_mask, else the non-obj
+    cells with a non-zero conf-channel gradient (it vanishes only where σ rounds to 0, whose
+    gradient is 0 either way); None when it returns neither."""
+    if "noobj_mask" in impl:
+        return impl["noobj_mask"].astype(bool)
+    if "grad" not in impl:
+        return None
+    B, A, G, _ = built["obj_mask"].shape
+    return (impl["grad"].reshape(B, A, num_classes + 5, G, G)[:, :, 4] != 0) & ~built["obj_mask"]
 
 
 def _noobj_admissible(a, targets, shape, eps, dtype):
@@ -101,15 +123,14 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
     checks: list[Check] = []
     total, total_ties = None, 0  # the admissible totals summed over layers
     for k, x in enumerate(case.outputs):
-        a, built, ties = _choose(case, k, out, eps)
         pre = f"layer{k}."
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
+        a, built, ties = _choose(case, k, impl, eps)
         evaluated = dict(built)
         noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
-        if "noobj_mask" in impl:
-            diff = impl["noobj_mask"].astype(bool) != built["noobj_mask"]
-            if not (diff & ~noobj_adm).any():
-                evaluated["noobj_mask"] = impl["noobj_mask"].astype(bool)
+        impl_noobj = _impl_noobj(impl, built, case.num_classes)
+        if impl_noobj is not None:  # its own choice where an ignore near-tie admits either
+            evaluated["noobj_mask"] = np.where(noobj_adm, impl_noobj, built["noobj_mask"])
         if "targets" in parts:
             checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
         if "losses" in parts or "gradients" in parts:

@@ -12,6 +12,7 @@ import pytest
 from conformance import compare_ssd, compare_yolo, corpus
 from reference import ssd as rs
 from reference import yolo as ry
+from reference.cases import SsdCase, SsdSettings, YoloCase
 
 
 def failures(checks):
@@ -150,3 +151,54 @@ def test_mismatch_message_names_count_share_and_index():
     bad = [x for x in compare_ssd.compare(c, ssd_earlier_truth_wins(c), "float64") if not x.passed]
     msg = bad[0].message
     assert "Mismatched elements:" in msg and "%" in msg and "index" in msg
+
+
+# ---------------------------------------------------------------- ties the zoo found (tests/zoo)
+
+def ssd_duplicate_priors():
+    """Three identical priors: every truth ties over all three, so last-index tie breaking
+    forces all of them onto prior 2, which only a joint move of the truths explains."""
+    truths = np.array([[0.296875, 0.12109375, 0.98828125, 0.9453125, 0], [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
+                       [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1], [0.15234375, 0.015625, 0.890625, 0.53125, 0]])
+    rng = np.random.default_rng(3)
+    return SsdCase(loc=rng.integers(-64, 64, (1, 3, 4)) / 16, conf=rng.integers(-64, 64, (1, 3, 3)) / 16,
+                   priors=np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)), truths=(truths,), settings=SsdSettings(neg_pos=1))
+
+
+def ssd_boxes_overlapping_nothing():
+    """Three tiny truths overlapping no prior (all IoUs 0, S5) and one that overlaps prior 0."""
+    truths = np.array([[0.125, 0.125, 0.12890625, 0.12890625, 0], [0, 0, 0.00390625, 0.00390625, 0],
+                       [0, 0.00390625, 0.00390625, 0.0078125, 0], [0, 0.0078125, 0.00390625, 0.01171875, 0]])
+    rng = np.random.default_rng(4)
+    priors = np.array([[0.125, 0.125, 0.0625, 0.0625], [0.625, 0.625, 0.25, 0.25], [0.375, 0.875, 0.25, 0.25],
+                       [0.875, 0.375, 0.25, 0.25]])
+    return SsdCase(loc=rng.integers(-64, 64, (1, 4, 4)) / 16, conf=rng.integers(-64, 64, (1, 4, 2)) / 16,
+                   priors=priors, truths=(truths,))
+
+
+KEYS = {"every key": None, "no matched": ("matched",),
+        "losses and gradients only": ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded")}
+
+
+@pytest.mark.parametrize("keys", KEYS, ids=list(KEYS))
+@pytest.mark.parametrize("case", [ssd_duplicate_priors, ssd_boxes_overlapping_nothing, corpus.s10_tied_negative_scores])
+def test_ssd_last_index_ties_pass_whatever_keys_are_returned(case, keys):
+    c = case()
+    out = ssd_last_prior_on_ties(c)
+    ref = rs.evaluate(c)
+    assert any(not np.array_equal(out[k], ref[k]) for k in ("matched", "neg_mask")), "needs a tie"
+    out = {k: v for k, v in out.items() if k not in (KEYS[keys] or ())}
+    assert failures(compare_ssd.compare(c, out, "float64")) == []
+
+
+def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
+    """Three identical targets tie between anchors (1, 2) and (2, 1) cells; a fourth on the
+    same cell prefers anchor 0. Last-index ties put the three on anchor 1, so anchor 0's
+    cell keeps the fourth: only moving the three together explains tx .. th."""
+    t = [0, 0, 0, 0, 0.00390625, 0.00390625]
+    case = YoloCase(outputs=(np.random.default_rng(5).integers(-64, 64, (1, 12, 2, 2)) / 16,),
+                    anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
+                    targets=np.array([t, [0, 0, 0, 0, 0.00390625, 0.01953125], t, t]), num_classes=1, img_dim=64.0)
+    out = yolo_last_anchor_on_ties(case)
+    assert not np.array_equal(out["layer0.th"], ry.evaluate(case)["layer0.th"]), "needs a tie"
+    assert failures(compare_yolo.compare(case, out, "float64")) == []
