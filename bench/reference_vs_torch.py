@@ -2,7 +2,9 @@
 
 Run: ``python bench/reference_vs_torch.py [--quick] [--repeat N]``. Not a test.
 
-Cases (forward with gradients, median of ``--repeat`` runs after one warm-up):
+Cases (forward with gradients; ``--repeat`` rounds after one warm-up, each round running the
+reference and then torch once, so that load coming and going on a shared machine hits both;
+prints the median of each, the ratio of the medians and the range of the per-round ratios):
 - SSD300: COCO priors (8732), B=32, C=81, 8 objects per image (--quick: B=4, C=21, 3 objects).
 - YOLOv3-416: three layers G = 13, 26, 52 with the standard anchors, B=16, C=80, 8 objects
   per image (--quick: B=2, C=20, 3 objects).
@@ -58,15 +60,20 @@ def yolo_case(batch: int, num_classes: int, objects: int, seed: int = 0) -> Yolo
     return case.astype("float32")
 
 
-def median_ms(fn, repeat: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def interleaved_ms(fns, repeat: int) -> list:
+    """Wall times in milliseconds, one list per function of ``fns``, over ``repeat`` rounds.
+
+    One warm-up call each first; every round then calls each function once, in turn.
+    """
+    for fn in fns:
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ms in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ms.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def torch_ssd_step(case: SsdCase):
@@ -99,7 +106,7 @@ def torch_yolo_step(case: YoloCase):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a fast check")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per case")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: NumPy's loss code is single-threaded, "
                              "and spinning threads on a busy shared machine distort the timing)")
@@ -108,16 +115,18 @@ def main() -> None:
     ssd_sizes, yolo_sizes = ((4, 21, 3), (2, 20, 3)) if args.quick else ((32, 81, 8), (16, 80, 8))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"numpy {np.__version__}, repeat {args.repeat}")
-    print(f"{'case':44s} {'reference ms':>13s} {'torch ms':>10s} {'ref/torch':>10s}")
+    print(f"{'case':44s} {'reference ms':>13s} {'torch ms':>10s} {'ref/torch':>10s} {'per round':>12s}")
     rows = [(f"SSD300 COCO B={ssd_sizes[0]} C={ssd_sizes[1]} {ssd_sizes[2]} obj/img",
              ssd_case(*ssd_sizes), reference_ssd.evaluate, torch_ssd_step),
             (f"YOLOv3-416 x3 B={yolo_sizes[0]} C={yolo_sizes[1]} {yolo_sizes[2]} obj/img",
              yolo_case(*yolo_sizes), lambda c: reference_yolo.evaluate(c, prob_dtype="float32"),
              torch_yolo_step)]
     for label, case, reference_fn, torch_fn in rows:
-        ref_ms = median_ms(lambda: reference_fn(case), args.repeat)
-        torch_ms = median_ms(torch_fn(case), args.repeat)
-        print(f"{label:44s} {ref_ms:13.1f} {torch_ms:10.1f} {ref_ms / torch_ms:10.2f}")
+        ref, tor = interleaved_ms([lambda: reference_fn(case), torch_fn(case)], args.repeat)
+        ref_ms, torch_ms = statistics.median(ref), statistics.median(tor)
+        rounds = [r / t for r, t in zip(ref, tor)]
+        print(f"{label:44s} {ref_ms:13.1f} {torch_ms:10.1f} {ref_ms / torch_ms:10.2f} "
+              f"{min(rounds):5.2f}-{max(rounds):<5.2f}")
 
 
 if __name__ == "__main__":
