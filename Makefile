@@ -1,9 +1,10 @@
 # `make conformance`: the conformance suite on the bundled implementations.
 # `make test`: the project's own tests. Both install what they need first.
+# `make lint`: ruff (configured in pyproject.toml).
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: setup conformance test regen
+.PHONY: setup conformance test lint regen
 
 setup:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0
@@ -14,6 +15,9 @@ conformance: setup
 
 test: setup
 	$(PYTHON) -m pytest tests -n auto $(PYTEST_ARGS)
+
+lint: setup
+	$(PYTHON) -m ruff check .
 
 regen: setup
 	$(PYTHON) -m conformance regen

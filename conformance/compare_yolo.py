@@ -119,7 +119,7 @@ def _noobj_admissible(a, targets, shape, eps, dtype):
 
 def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
     """All checks of one YOLOv3 case. ``case`` is already rounded to ``dtype``."""
-    eps, u = tol.decision_eps(dtype), tol.unit(dtype)
+    eps = tol.decision_eps(dtype)
     checks: list[Check] = []
     total, total_ties = None, 0  # the admissible totals summed over layers
     for k, x in enumerate(case.outputs):

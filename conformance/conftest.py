@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 import implementations
-from conformance import profiles  # noqa: F401  (registers the Hypothesis profiles)
-from conformance import engine
+from conformance import (
+    engine,
+    profiles,  # noqa: F401  (registers the Hypothesis profiles)
+)
 from conformance.engine import Target
 from implementations.adapter import DTYPES
 

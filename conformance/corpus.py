@@ -223,8 +223,8 @@ YOLO_CURATED = (y1_decode, y2_best_anchor_tie, y2_single_anchor, y3_cx_equal_one
                 y3_cx_zero, y4_ignore_above_threshold, y4_ignore_exactly_threshold,
                 y5_two_targets_one_cell, y5_same_cell_different_anchors, y5_many_targets_collide,
                 y6_tiny_box, y6_whole_image_box, y7_batch_two_images, y7_three_layers, y8_no_targets,
-                y8_image_without_targets, y7_log_clamp_setting, y9_saturated_logits, y10_conf_logit_20, y11_class_mask_tie,
-                y12_iou_perfect_prediction, y13_boundary_values, y14_settings)
+                y8_image_without_targets, y7_log_clamp_setting, y9_saturated_logits, y10_conf_logit_20,
+                y11_class_mask_tie, y12_iou_perfect_prediction, y13_boundary_values, y14_settings)
 
 
 # ---------------------------------------------------------------- curated SSD (S1..S14)

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS, YOLO_LOSS_KEYS,
-                                     YOLO_TARGET_KEYS)
+from implementations.adapter import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS, YOLO_LOSS_KEYS, YOLO_TARGET_KEYS
 
 from . import compare_ssd, compare_yolo, repro
 

@@ -354,7 +354,8 @@ def to_html(doc: dict, header: str = "") -> str:
                    + '<th class="l">|err| / allowed</th></tr></thead><tbody>')
         for e in entries:
             cls = ' class="fail"' if e["failures"] else ""
-            cells = "".join(f'<td class="l">{e_(_fmt(e[c]))}</td>' if c in ("impl", "device", "dtype", "quantity", "kind")
+            cells = "".join(f'<td class="l">{e_(_fmt(e[c]))}</td>'
+                            if c in ("impl", "device", "dtype", "quantity", "kind")
                             else f"<td>{e_(_fmt(e[c]))}</td>" for c in _COLUMNS)
             out.append(f"<tr{cls}>{cells}<td class=\"l\">"
                        f"{_svg_histogram(e['hist'], doc['bins'], doc['pass_bins'])}</td></tr>")

@@ -18,8 +18,8 @@ asks for. Fixes relative to the seed, rule by rule:
       device. Rows are deduplicated first (stable sort of the cell key, last of each run),
       so every write of a row-dependent value (tx, ty, tw, th, class_mask, iou_scores) has
       unique indices; the mask and tcls writes keep duplicates but store one constant
-      (True, False or 1), so any order gives the same result and tcls is the union. The seed's advanced-index writes with
-      duplicate indices pick an arbitrary winner on CUDA and with many targets on CPU.
+      (True, False or 1), so any order gives the same result and tcls is the union. The seed's
+      advanced-index writes with duplicate indices pick an arbitrary winner on CUDA and with many targets on CPU.
 - Y6  tw = log(gw / aw + 1e-16): unchanged.
 - Y7  BCE is written out with each log clamped from below at ``log_clamp`` (-100), instead
       of ``nn.BCELoss``, on the seed's masked selections. log(1 - p) is ``log1p(-p)``, as

@@ -12,9 +12,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from reference.cases import SsdCase, SsdSettings
-from reference.errors import (CoordinateError, InvalidInputError, LabelError, SettingError, ShapeError,
-                              real_array, real_number)
-
+from reference.errors import (
+    CoordinateError,
+    InvalidInputError,
+    LabelError,
+    SettingError,
+    ShapeError,
+    real_array,
+    real_number,
+)
 
 # ---------------------------------------------------------------- boxes (S2, S7, S8)
 

@@ -14,8 +14,16 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from reference.cases import DTYPES, YoloCase, YoloSettings, round_to
-from reference.errors import (BatchIndexError, CoordinateError, InvalidInputError, LabelError,
-                              SettingError, ShapeError, real_array, real_number)
+from reference.errors import (
+    BatchIndexError,
+    CoordinateError,
+    InvalidInputError,
+    LabelError,
+    SettingError,
+    ShapeError,
+    real_array,
+    real_number,
+)
 
 WH_EPS = 1e-16  # the seed's epsilon in the wh-IoU union (Y2) and in log(g / anchor + eps) (Y6)
 IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)

@@ -158,8 +158,10 @@ def test_mismatch_message_names_count_share_and_index():
 def ssd_duplicate_priors():
     """Three identical priors: every truth ties over all three, so last-index tie breaking
     forces all of them onto prior 2, which only a joint move of the truths explains."""
-    truths = np.array([[0.296875, 0.12109375, 0.98828125, 0.9453125, 0], [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
-                       [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1], [0.15234375, 0.015625, 0.890625, 0.53125, 0]])
+    truths = np.array([[0.296875, 0.12109375, 0.98828125, 0.9453125, 0],
+                       [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
+                       [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1],
+                       [0.15234375, 0.015625, 0.890625, 0.53125, 0]])
     rng = np.random.default_rng(3)
     return SsdCase(loc=rng.integers(-64, 64, (1, 3, 4)) / 16, conf=rng.integers(-64, 64, (1, 3, 3)) / 16,
                    priors=np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)), truths=(truths,), settings=SsdSettings(neg_pos=1))

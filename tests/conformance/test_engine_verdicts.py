@@ -131,6 +131,10 @@ def yolo_clamp_50(case, dtype):
     return ry.evaluate(replace(case, settings=replace(case.settings, log_clamp=-50.0)), prob_dtype=dtype)
 
 
+def mean(values, mask):
+    return float(values[mask].mean()) if mask.any() else 0.0
+
+
 def yolo_with_logits(case, dtype):
     """BCE computed from logits (softplus, as BCEWithLogitsLoss): exact, never clamped."""
     out = ry.evaluate(case, prob_dtype=dtype)
@@ -139,7 +143,6 @@ def yolo_with_logits(case, dtype):
         a = ry.assign(case.targets, case.anchors[k], x.shape[-1], case.img_dim, s.ignore_thres)
         b = ry.build_targets(x, case.targets, case.anchors[k], case.num_classes, case.img_dim, a)
         z, obj, t = compare_yolo._logits(x, case.num_classes), b["obj_mask"], b["tcls"]
-        mean = lambda v, m: float(v[m].mean()) if m.any() else 0.0
         pre = f"layer{k}."
         out[pre + "loss_conf_obj"] = np.float64(mean(np.logaddexp(0, -z[..., 4]), obj))
         out[pre + "loss_conf_noobj"] = np.float64(mean(np.logaddexp(0, z[..., 4]), b["noobj_mask"]))

@@ -368,8 +368,8 @@ def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, 
     """Several failing fixtures of one implementation leave one file each, named after the
     case and holding its name; each printed command replays exactly that case."""
     import implementations
-    from conformance.__main__ import main
     from conformance import engine
+    from conformance.__main__ import main
     from conformance.engine import PARTS, ConformanceFailure, Target, check
     (tmp_path / "wrong_loss_c.py").write_text(WRONG_LOSS_C)
     monkeypatch.syspath_prepend(str(tmp_path))

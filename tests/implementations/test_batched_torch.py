@@ -14,8 +14,7 @@ ry = pytest.importorskip("reference.yolo", reason="reference.yolo is not importa
 rs = pytest.importorskip("reference.ssd", reason="reference.ssd is not importable yet")
 
 from implementations import torch_batched as tb  # noqa: E402
-from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS,  # noqa: E402
-                                     YOLO_LOSS_KEYS, YOLO_TARGET_KEYS)
+from implementations.adapter import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS, YOLO_LOSS_KEYS, YOLO_TARGET_KEYS  # noqa: E402
 from reference.cases import SsdCase, YoloCase  # noqa: E402
 
 TOL = {"float64": (1e-9, 1e-11), "float32": (2e-4, 2e-6)}  # (rtol, atol)

@@ -14,12 +14,12 @@ ry = pytest.importorskip("reference.yolo", reason="reference.yolo is not importa
 rs = pytest.importorskip("reference.ssd", reason="reference.ssd is not importable yet")
 ort = pytest.importorskip("onnxruntime")
 
+from test_batched_torch import assert_matches, obj_only, ssd_case, yolo_case, yolo_keys  # noqa: E402
+
 from implementations import onnx_runtime as onx  # noqa: E402
 from implementations.adapter import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS  # noqa: E402
 from reference.cases import SsdCase, SsdSettings, YoloCase, YoloSettings  # noqa: E402
 from reference.errors import InvalidInputError  # noqa: E402
-from test_batched_torch import (assert_matches, obj_only, ssd_case, yolo_case,  # noqa: E402
-                                yolo_keys)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

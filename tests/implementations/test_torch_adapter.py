@@ -8,8 +8,15 @@ import torch
 pytest.importorskip("reference.yolo", reason="reference.yolo is not importable yet")
 pytest.importorskip("reference.ssd", reason="reference.ssd is not importable yet")
 
-from implementations.adapter import (SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS,  # noqa: E402
-                                     YOLO_LOSS_KEYS, YOLO_TARGET_KEYS, SsdAdapter, YoloAdapter)
+from implementations.adapter import (  # noqa: E402
+    SSD_GRAD_KEYS,
+    SSD_LOSS_KEYS,
+    SSD_TARGET_KEYS,
+    YOLO_LOSS_KEYS,
+    YOLO_TARGET_KEYS,
+    SsdAdapter,
+    YoloAdapter,
+)
 from implementations.torch_adapter import adapter  # noqa: E402
 from reference.cases import SsdCase, YoloCase  # noqa: E402
 

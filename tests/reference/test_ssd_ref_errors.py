@@ -4,10 +4,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from reference.cases import SsdCase, SsdSettings
-from reference.errors import (CoordinateError, InvalidInputError, LabelError, SettingError,
-                              ShapeError)
 from reference import ssd
+from reference.cases import SsdCase, SsdSettings
+from reference.errors import CoordinateError, InvalidInputError, LabelError, SettingError, ShapeError
 
 PRIORS = np.array([[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
 GOOD = np.array([[0.0, 0.0, 0.5, 0.5, 0], [0.2, 0.2, 0.9, 0.8, 1]])

@@ -2,11 +2,11 @@
 from dataclasses import replace
 
 import numpy as np
+from finite_differences import central_difference
 from numpy.testing import assert_allclose
 
-from reference.cases import SsdCase
 from reference import ssd
-from finite_differences import central_difference
+from reference.cases import SsdCase
 
 EPS = 1e-6
 

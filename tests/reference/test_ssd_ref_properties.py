@@ -1,10 +1,11 @@
 """SSD reference: Hypothesis invariants of matching, mining, losses and batch order."""
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from reference.cases import SsdCase, SsdSettings
 from reference import ssd
+from reference.cases import SsdCase, SsdSettings
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GRID = 16  # coordinates on a 1/16 grid, so exact IoU ties and shared best priors are common

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+from reference import ssd
 from reference.cases import SsdCase, SsdSettings
 from reference.errors import CoordinateError, LabelError
 from reference.priors import VOC_300, prior_boxes
-from reference import ssd
 
 # Five centre-size priors: the four quadrants and the whole image.
 #   p0 [0, 0, .5, .5]  p1 [.5, 0, 1, .5]  p2 [0, .5, .5, 1]  p3 [.5, .5, 1, 1]  p4 [0, 0, 1, 1]

@@ -4,8 +4,7 @@ import pytest
 
 from reference import yolo
 from reference.cases import YoloCase, YoloSettings
-from reference.errors import (BatchIndexError, CoordinateError, InvalidInputError, LabelError,
-                              SettingError, ShapeError)
+from reference.errors import BatchIndexError, CoordinateError, InvalidInputError, LabelError, SettingError, ShapeError
 
 C = 2
 ANCHORS = np.array([[4.0, 4.0], [8.0, 2.0]])

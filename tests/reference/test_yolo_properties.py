@@ -3,12 +3,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from finite_differences import central_difference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from reference import yolo
 from reference.cases import YoloCase, YoloSettings
-from finite_differences import central_difference
 
 S = YoloSettings()
 
