@@ -6,7 +6,7 @@ For each layer:
    admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
    cy) are one decision. The engine tries each combination (up to MAX_COMBINATIONS) and
    keeps the one that best explains the implementation: fewest obj_mask differences,
-   then the nearest tx .. th (or, without them, loss_total).
+   then the nearest tx .. th and tcls (or, without them, loss_total and gradient).
 2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
    comparison and class_mask cells decided by a near-tie class argmax.
 3. Losses and gradients are compared with the reference re-evaluated on the
@@ -55,22 +55,28 @@ def _decisions(assignment, targets, grid, eps):
     return out
 
 
-def _distance(built, impl, x, case):
-    """How far the implementation's layer targets (tx..th at obj cells) are from ``built``;
-    without them, its loss_total's distance from the re-evaluated one."""
+def _distance(built, impl, x, case, dtype):
+    """How far the implementation's layer targets (tx .. th, tcls at obj cells) are from
+    ``built``; without them, its loss_total's and gradient's distance from the re-evaluated
+    ones (probabilities in ``dtype``, Y10)."""
     obj = built["obj_mask"] & impl.get("obj_mask", built["obj_mask"]).astype(bool)
-    keys = [key for key in TARGET_KEYS if key in impl]
+    keys = [key for key in TARGET_KEYS + ("tcls",) if key in impl]
     if keys:
-        return float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum() for key in keys))
-    if "loss_total" in impl:
-        return abs(float(impl["loss_total"]) - float(ry.loss_terms(x, built, case.settings)["loss_total"]))
-    return 0.0
+        gaps = (np.abs(impl[key][obj] - built[key][obj]) for key in keys)
+    else:
+        gaps = []
+        if "loss_total" in impl:
+            ref = ry.loss_terms(x, built, case.settings, prob_dtype=dtype)["loss_total"]
+            gaps.append(np.abs(impl["loss_total"] - ref))
+        if "grad" in impl:
+            gaps.append(np.abs(impl["grad"] - ry.gradient(x, built, case.settings, prob_dtype=dtype)))
+    return float(sum(np.nan_to_num(g, nan=np.inf).sum() for g in gaps))
 
 
-def _choose(case, k, impl, eps):
+def _choose(case, k, impl, eps, dtype):
     """The reference assignment that best explains the implementation's layer-k outputs
     ``impl`` (keys without the layer prefix): fewest obj_mask differences, then the
-    nearest targets (or loss_total)."""
+    nearest targets (or loss_total and gradient)."""
     x, anchors = case.outputs[k], case.anchors[k]
     grid = x.shape[-1]
     args = (x, case.targets, anchors, case.num_classes, case.img_dim)
@@ -86,7 +92,7 @@ def _choose(case, k, impl, eps):
         a = replace(nominal, **fields)
         built = ry.build_targets(*args, a)
         mismatched = 0 if impl_obj is None else int(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
-        score = (mismatched, _distance(built, impl, x, case))
+        score = (mismatched, _distance(built, impl, x, case, dtype))
         if score < best_score:
             best, best_score = (a, built), score
         if score[0] == 0 and score[1] <= close:
@@ -125,7 +131,7 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
     for k, x in enumerate(case.outputs):
         pre = f"layer{k}."
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
-        a, built, ties = _choose(case, k, impl, eps)
+        a, built, ties = _choose(case, k, impl, eps, dtype)
         evaluated = dict(built)
         noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
         impl_noobj = _impl_noobj(impl, built, case.num_classes)

@@ -204,3 +204,28 @@ def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
     out = yolo_last_anchor_on_ties(case)
     assert not np.array_equal(out["layer0.th"], ry.evaluate(case)["layer0.th"]), "needs a tie"
     assert failures(compare_yolo.compare(case, out, "float64")) == []
+
+
+def test_yolo_placements_are_judged_on_tcls_too():
+    """Rows 0 and 1 tie on both anchors; last-index ties put both on anchor 1 (row 0 hidden
+    by the collision there) and row 2 on anchor 0: only the multi-hot tcls tells it from
+    row 0 on anchor 0, row 1 on anchor 1."""
+    targets = np.array([[0, 1, 0, 0, 1 / 256, 1 / 256], [0, 0, 0, 0, 1 / 256, 2 / 256],
+                        [0, 0, 0, 0, 1 / 256, 0.03515625]])
+    case = YoloCase(outputs=(np.random.default_rng(6).integers(-64, 64, (1, 14, 1, 1)) / 16,),
+                    anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),), targets=targets, num_classes=2, img_dim=32.0)
+    out = yolo_last_anchor_on_ties(case)
+    assert failures(compare_yolo.compare(case, out, "float64")) == []
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_yolo_anchor_tie_without_targets_is_judged_on_losses_and_gradient(dtype):
+    """Two identical anchors, saturated logits, only losses and the gradient returned: the
+    placement is read from them, with probabilities in the implementation's dtype (Y10)."""
+    x = np.random.default_rng(7).choice([-30.0, 0.5, -2.0], size=(1, 22, 1, 1))
+    x[0, 4], x[0, 15] = 31.75, 47.25  # conf of anchors 0, 1: both saturate to 1 in float32 only
+    case = YoloCase(outputs=(x,), anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
+                    targets=np.array([[0, 0, 0, 0, 1 / 256, 1 / 256]]), num_classes=6, img_dim=1.0)
+    out = yolo_last_anchor_on_ties(case, dtype)
+    out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
+    assert failures(compare_yolo.compare(case, out, dtype)) == []
