@@ -66,8 +66,8 @@ def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0, a
         expected = np.where(_distance(actual, alt) < _distance(actual, expected), alt, expected)
     sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
     err = np.where(sel, _distance(actual, expected), 0.0)
-    ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf where beyond float64
+        ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
         rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
         ulp = err / _ulp(expected, dtype)
     n = int(sel.sum())

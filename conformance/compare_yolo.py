@@ -6,7 +6,8 @@ For each layer:
    admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
    cy) are one decision. The engine tries each combination (up to MAX_COMBINATIONS) and
    keeps the one that best explains the implementation: fewest obj_mask differences,
-   then the nearest tx .. th and tcls (or, without them, loss_total and gradient).
+   then the nearest tx .. th and tcls (or, without them, the losses and gradient that
+   pass best).
 2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
    comparison and class_mask cells decided by a near-tie class argmax.
 3. Losses and gradients are compared with the reference re-evaluated on the
@@ -55,36 +56,34 @@ def _decisions(assignment, targets, grid, eps):
     return out
 
 
-def _distance(built, impl, x, case, dtype):
+def _distance(case, k, impl, a, built, eps, dtype):
     """How far the implementation's layer targets (tx .. th, tcls at obj cells) are from
-    ``built``; without them, its loss_total's and gradient's distance from the re-evaluated
-    ones (probabilities in ``dtype``, Y10)."""
+    ``built``; without them, how badly its losses and gradient fail against the reference
+    re-evaluated on ``a`` (number of failing checks, then their summed excess): raw
+    distances mislead there, saturated BCE terms admit values far apart (Y10)."""
     obj = built["obj_mask"] & impl.get("obj_mask", built["obj_mask"]).astype(bool)
     keys = [key for key in TARGET_KEYS + ("tcls",) if key in impl]
     if keys:
-        gaps = (np.abs(impl[key][obj] - built[key][obj]) for key in keys)
-    else:
-        gaps = []
-        if "loss_total" in impl:
-            ref = ry.loss_terms(x, built, case.settings, prob_dtype=dtype)["loss_total"]
-            gaps.append(np.abs(impl["loss_total"] - ref))
-        if "grad" in impl:
-            gaps.append(np.abs(impl["grad"] - ry.gradient(x, built, case.settings, prob_dtype=dtype)))
-    return float(sum(np.nan_to_num(g, nan=np.inf).sum() for g in gaps))
+        return (0, float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum()
+                             for key in keys)))
+    failed = [c for c in _judge(case, k, impl, a, built, 0, eps, dtype, ("losses", "gradients"))[0] if not c.passed]
+    return (len(failed), float(sum(min(c.ratio, 1e300) for c in failed)))
 
 
 def _choose(case, k, impl, eps, dtype):
     """The reference assignment that best explains the implementation's layer-k outputs
     ``impl`` (keys without the layer prefix): fewest obj_mask differences, then the
-    nearest targets (or loss_total and gradient)."""
+    nearest targets (or the losses and gradient that pass best)."""
     x, anchors = case.outputs[k], case.anchors[k]
     grid = x.shape[-1]
     args = (x, case.targets, anchors, case.num_classes, case.img_dim)
     nominal = ry.assign(case.targets, anchors, grid, case.img_dim, case.settings.ignore_thres)
     decisions = _decisions(nominal, case.targets, grid, eps)
+    if not decisions:
+        return nominal, ry.build_targets(*args, nominal), 0
     impl_obj = impl.get("obj_mask")
     close = 1e-3 * max(1, len(case.targets))  # targets of different rows differ by far more
-    best, best_score = None, (np.inf, np.inf)
+    best, best_score = None, (np.inf, np.inf, np.inf)
     for combo in itertools.islice(itertools.product(*(choices for _, _, choices in decisions)), MAX_COMBINATIONS):
         fields = {f: getattr(nominal, f).copy() for f in ("best_anchor", "gi", "gj")}
         for (field, rows, _), choice in zip(decisions, combo):
@@ -92,10 +91,10 @@ def _choose(case, k, impl, eps, dtype):
         a = replace(nominal, **fields)
         built = ry.build_targets(*args, a)
         mismatched = 0 if impl_obj is None else int(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
-        score = (mismatched, _distance(built, impl, x, case, dtype))
+        score = (mismatched, *_distance(case, k, impl, a, built, eps, dtype))
         if score < best_score:
             best, best_score = (a, built), score
-        if score[0] == 0 and score[1] <= close:
+        if score[:2] == (0, 0) and score[2] <= close:
             break
     a, built = best
     ties = int(np.sum((a.best_anchor != nominal.best_anchor) | (a.gi != nominal.gi) | (a.gj != nominal.gj)))
@@ -128,33 +127,44 @@ def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "
     eps = tol.decision_eps(dtype)
     checks: list[Check] = []
     total, total_ties = None, 0  # the admissible totals summed over layers
-    for k, x in enumerate(case.outputs):
+    for k in range(len(case.outputs)):
         pre = f"layer{k}."
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
         a, built, ties = _choose(case, k, impl, eps, dtype)
-        evaluated = dict(built)
-        noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
-        impl_noobj = _impl_noobj(impl, built, case.num_classes)
-        if impl_noobj is not None:  # its own choice where an ignore near-tie admits either
-            evaluated["noobj_mask"] = np.where(noobj_adm, impl_noobj, built["noobj_mask"])
-        if "targets" in parts:
-            checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
-        if "losses" in parts or "gradients" in parts:
-            p = _probabilities(x, case.num_classes, dtype)
-        if "losses" in parts:
-            ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
-            sets = loss_sets(x, evaluated, case, k, ref_losses, dtype)
-            checks += [_set_check(pre + key, impl[key], sets[key], dtype, ties)
-                       for key in ref_losses if key in impl]
-            total = sets["loss_total"] if total is None else total + sets["loss_total"]
+        layer_checks, layer_total = _judge(case, k, impl, a, built, ties, eps, dtype, parts)
+        checks += layer_checks
+        if layer_total is not None:
+            total = layer_total if total is None else total + layer_total
             total_ties += ties
-        if "gradients" in parts and "grad" in impl:
-            g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
-            checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
-                                     dtype, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
     if "losses" in parts and "loss_total" in out:
         checks.append(_set_check("loss_total", out["loss_total"], total, dtype, total_ties))
     return checks
+
+
+def _judge(case, k, impl, a, built, ties, eps, dtype, parts):
+    """The checks of layer k's outputs ``impl`` (keys without the layer prefix) against the
+    reference built on assignment ``a``, and the layer's admissible loss_total (None
+    without the losses part)."""
+    x, pre = case.outputs[k], f"layer{k}."
+    evaluated = dict(built)
+    noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
+    impl_noobj = _impl_noobj(impl, built, case.num_classes)
+    if impl_noobj is not None:  # its own choice where an ignore near-tie admits either
+        evaluated["noobj_mask"] = np.where(noobj_adm, impl_noobj, built["noobj_mask"])
+    checks, total = [], None
+    if "targets" in parts:
+        checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
+    p = _probabilities(x, case.num_classes, dtype)
+    if "losses" in parts:
+        ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
+        sets = loss_sets(x, evaluated, case, k, ref_losses, dtype)
+        checks += [_set_check(pre + key, impl[key], sets[key], dtype, ties) for key in ref_losses if key in impl]
+        total = sets["loss_total"]
+    if "gradients" in parts and "grad" in impl:
+        g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
+        checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
+                                 dtype, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
+    return checks, total
 
 
 def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
