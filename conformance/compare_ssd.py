@@ -128,9 +128,9 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
     Truths whose best prior is a near-tie may be forced onto any tied prior; truths tied
     over the same priors (identical boxes, boxes overlapping no prior) are one decision. The
     search starts from each group's likeliest candidate (a positive the implementation
-    gave to that group), then improves one group (then one truth) at a time for
-    MAX_SWEEPS sweeps: linear in the candidates, where trying every combination would be
-    exponential in the tied truths.
+    gave to that group), then improves one group (then one truth, then the truths sharing
+    a forced prior) at a time for MAX_SWEEPS sweeps: linear in the candidates, where trying
+    every combination would be exponential in the tied truths.
     """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
@@ -138,8 +138,9 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
     if not len(near) or (impl_pos is None and ok.all()):
         return m, 0
     tied: dict = {}  # truths tied over the same priors: a deterministic argmax picks alike
+    tied_to = {}  # truth -> its tied priors
     for j in near:
-        cand = np.flatnonzero(m.overlaps[j] >= m.overlaps[j, m.best_prior[j]] - eps["iou"])
+        cand = tied_to[j] = np.flatnonzero(m.overlaps[j] >= m.overlaps[j, m.best_prior[j]] - eps["iou"])
         tied.setdefault(cand.tobytes(), (cand, []))[1].append(j)
     groups, alts = [], []
     for cand, members in tied.values():
@@ -166,7 +167,7 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
     moves += [(np.array([j]), a) for g, a in zip(groups, alts) if len(g) > 1 for j in g]
     for _ in range(MAX_SWEEPS):
         improved = False
-        for g, a in moves:
+        for g, a in moves + _shared_moves(best.best_prior, near, tied_to):
             for c in a:
                 if best_score == 0 or c == best.best_prior[g[0]]:
                     continue
@@ -178,6 +179,18 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
         if not improved:
             break
     return best, int(np.sum(best.best_prior != m.best_prior))
+
+
+def _shared_moves(best_prior, near, tied_to):
+    """Moves of every tied truth now forced onto one prior, together, to another prior tied
+    for each of them: a deterministic argmax that sends one there sends the others too."""
+    moves = []
+    for q in np.unique(best_prior[near]):
+        together = near[best_prior[near] == q]
+        if len(together) > 1:
+            common = set(tied_to[together[0]].tolist()).intersection(*(tied_to[j].tolist() for j in together[1:]))
+            moves.append((together, np.array(sorted(common - {int(q)}), dtype=np.int64)))
+    return moves
 
 
 def _decided_targets(case, matched, pos):

@@ -4,8 +4,8 @@ For each layer:
 1. The reference's assignment (best anchor and cell per target) is computed with its
    margins. A decision whose margin is below the dtype's decision epsilon has several
    admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
-   cy) are one decision. The engine tries each combination (up to MAX_COMBINATIONS) and
-   keeps the one that best explains the implementation: fewest obj_mask differences,
+   cy) are one decision. The engine tries each combination (beyond MAX_COMBINATIONS, one
+   decision at a time) and keeps the one that best explains the implementation: fewest obj_mask differences,
    then the nearest tx .. th and tcls (or, without them, the losses and gradient that
    pass best).
 2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
@@ -26,7 +26,8 @@ from reference.cases import YoloCase, round_to
 from . import tolerances as tol
 from .checks import Check, continuous, discrete
 
-MAX_COMBINATIONS = 256
+MAX_COMBINATIONS = 256  # beyond, decisions are improved one at a time
+MAX_SWEEPS = 3
 BCE_EPS = float(np.float32(1e-12))  # torch's BCELoss backward: max(p(1 - p), 1e-12f), a float32 constant
 TARGET_KEYS = ("tx", "ty", "tw", "th")
 
@@ -83,19 +84,43 @@ def _choose(case, k, impl, eps, dtype):
         return nominal, ry.build_targets(*args, nominal), 0
     impl_obj = impl.get("obj_mask")
     close = 1e-3 * max(1, len(case.targets))  # targets of different rows differ by far more
-    best, best_score = None, (np.inf, np.inf, np.inf)
-    for combo in itertools.islice(itertools.product(*(choices for _, _, choices in decisions)), MAX_COMBINATIONS):
+
+    def explain(combo):
         fields = {f: getattr(nominal, f).copy() for f in ("best_anchor", "gi", "gj")}
         for (field, rows, _), choice in zip(decisions, combo):
             fields[field][rows] = choice
         a = replace(nominal, **fields)
         built = ry.build_targets(*args, a)
         mismatched = 0 if impl_obj is None else int(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
-        score = (mismatched, *_distance(case, k, impl, a, built, eps, dtype))
-        if score < best_score:
-            best, best_score = (a, built), score
-        if score[:2] == (0, 0) and score[2] <= close:
-            break
+        return (a, built), (mismatched, *_distance(case, k, impl, a, built, eps, dtype))
+
+    def explained(score):
+        return score[:2] == (0, 0) and score[2] <= close
+
+    choices = [c for _, _, c in decisions]
+    if np.prod([len(c) for c in choices], dtype=float) <= MAX_COMBINATIONS:  # every combination
+        best, best_score = None, (np.inf, np.inf, np.inf)
+        for combo in itertools.product(*choices):
+            found, score = explain(combo)
+            if score < best_score:
+                best, best_score = found, score
+            if explained(score):
+                break
+    else:  # one decision at a time, MAX_SWEEPS sweeps
+        combo = [c[0] for c in choices]
+        best, best_score = explain(combo)
+        for _ in range(MAX_SWEEPS):
+            improved = False
+            for d, options in enumerate(choices):
+                for option in options:
+                    if explained(best_score) or option == combo[d]:
+                        continue
+                    found, score = explain(combo[:d] + [option] + combo[d + 1:])
+                    if score < best_score:
+                        best, best_score, improved = found, score, True
+                        combo[d] = option
+            if not improved:
+                break
     a, built = best
     ties = int(np.sum((a.best_anchor != nominal.best_anchor) | (a.gi != nominal.gi) | (a.gj != nominal.gj)))
     return a, built, ties

@@ -246,3 +246,28 @@ def test_yolo_anchor_tie_without_targets_among_saturated_logits(seed):
     out = torch_adapter.yolo(case, "cpu", "float32")
     out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
     assert failures(compare_yolo.compare(case, out, "float32")) == []
+
+
+def test_ssd_truths_sharing_a_forced_prior_move_together():
+    """Truths tied over different prior sets that last-index tie breaking sends to one prior:
+    only moving the truths that share a forced prior together explains it (float32)."""
+    truths = np.array([[0.3984375, 0.0625, 0.71484375, 0.47265625, 4], [0.5, 0.0, 0.5625, 0.0625, 3],
+                       [0.6875, 0.00390625, 0.7890625, 1.0, 3], [0.03125, 0.21875, 0.953125, 0.828125, 3]])
+    rng = np.random.default_rng(9)
+    case = SsdCase(loc=rng.integers(-64, 64, (1, 4, 4)) / 16, conf=rng.integers(-64, 64, (1, 4, 6)) / 16,
+                   priors=corpus.grid_priors(2, (0.25,)), truths=(truths,)).astype("float32")
+    out = ssd_last_prior_on_ties(case, "float32")
+    del out["matched"]
+    assert failures(compare_ssd.compare(case, out, "float32")) == []
+
+
+def test_yolo_many_tied_decisions_are_searched_one_at_a_time():
+    """Two identical anchors and nine targets of different sizes: 2**9 placements exceed
+    MAX_COMBINATIONS, last-index ties put all nine on anchor 1."""
+    sides = (np.arange(9) + 1) / 64
+    targets = np.array([[0, 0, (i % 3 + 0.5) / 3, (i // 3 + 0.5) / 3, s, s] for i, s in enumerate(sides)])
+    case = YoloCase(outputs=(np.random.default_rng(10).integers(-64, 64, (1, 12, 3, 3)) / 16,),
+                    anchors=(np.array([[16.0, 16.0], [16.0, 16.0]]),), targets=targets, num_classes=1, img_dim=48.0)
+    out = yolo_last_anchor_on_ties(case)
+    assert out["layer0.obj_mask"][0, 1].sum() == 9, "needs the ties"
+    assert failures(compare_yolo.compare(case, out, "float64")) == []
