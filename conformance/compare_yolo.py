@@ -179,7 +179,6 @@ def _judge(case, k, impl, a, built, ties, eps, dtype, parts):
     checks, total = [], None
     if "targets" in parts:
         checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
-    p = _probabilities(x, case.num_classes, dtype)
     if "losses" in parts:
         ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
         sets = loss_sets(x, evaluated, case, k, ref_losses, dtype)
@@ -187,6 +186,7 @@ def _judge(case, k, impl, a, built, ties, eps, dtype, parts):
         total = sets["loss_total"]
     if "gradients" in parts and "grad" in impl:
         g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
+        p = _probabilities(x, case.num_classes, dtype)
         checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
                                  dtype, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
     return checks, total
