@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.strategies import grid_priors
 from reference.cases import SsdCase, SsdSettings, YoloCase, YoloSettings
 
 # ---------------------------------------------------------------- helpers
@@ -45,16 +46,6 @@ def _set_channel(case: YoloCase, channel: int, value, num_anchors: int) -> YoloC
     return YoloCase(outputs=(x,), anchors=case.anchors, targets=case.targets,
                     num_classes=case.num_classes, img_dim=case.img_dim, settings=case.settings,
                     name=case.name)
-
-
-def grid_priors(n: int = 4, sizes=(0.25, 0.5)) -> np.ndarray:
-    """(n*n*len(sizes), 4) centre-size priors: cell (row i, col j) centre ((j+.5)/n, (i+.5)/n)."""
-    c = (np.arange(n) + 0.5) / n
-    cy, cx = np.meshgrid(c, c, indexing="ij")
-    s = np.asarray(sizes, dtype=np.float64)
-    cells = np.stack([cx.ravel(), cy.ravel()], axis=1)
-    rows = np.concatenate([np.repeat(cells, len(s), axis=0), np.tile(np.stack([s, s], 1), (n * n, 1))], 1)
-    return rows.astype(np.float64)
 
 
 def _ssd(name: str, truths, *, priors=None, num_classes=3, seed=0, bound=4.0,

@@ -7,9 +7,13 @@ prior per reference.ssd.match, ...). A strategy that stopped producing it fails 
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from conformance import strategies as S
 from reference.cases import round_to
@@ -125,7 +129,7 @@ def test_ssd_truths_exact_in_float32(case):
 def test_cases_are_small_by_default(yolo, ssd):
     """Sizes stay within the realistic maxima (G = 13 + 26 layers; SSD300 priors, B = 1)."""
     assert sum(x.size for x in yolo.outputs) <= 1 * 3 * 8 * (13**2 + 26**2)
-    assert len(ssd.priors) <= 8732 and (len(ssd.priors) <= 200 or ssd.loc.shape[0] == 1)
+    assert len(ssd.priors) <= 8732 and (len(ssd.priors) <= 1000 or ssd.loc.shape[0] == 1)
 
 
 def test_typical_sizes_are_small():
@@ -336,3 +340,78 @@ def test_default_mix_draws_every_feature(family):
 
     collect()
     assert names == set(features)
+
+
+# ---------------------------------------------------------------- drafts, arrays, shrinking
+
+def draft_arrays(draft) -> list:
+    """Every array a draft holds (YoloDraft: anchors, targets; SsdDraft: priors, truths)."""
+    if isinstance(draft, S.YoloDraft):
+        return list(draft.anchors) + [draft.targets]
+    return [draft.priors] + list(draft.truths)
+
+
+@pytest.mark.parametrize("family, feature", [("yolo", f) for f in S.YOLO_FEATURES]
+                         + [("ssd", f) for f in S.SSD_FEATURES])
+def test_builders_return_a_new_draft_and_leave_theirs_untouched(family, feature):
+    """builder(draft) draws a draft of the same type; the arrays of the draft passed in
+    keep their values (builders never write into a draft)."""
+    if family == "yolo":
+        drafts, builder = S.yolo_drafts(realistic=False, dyadic=True), S.YOLO_BUILDERS[feature]
+    else:
+        drafts, builder = S.ssd_drafts(realistic=False, dyadic=True), S.SSD_BUILDERS[feature]
+
+    @FAST
+    @given(st.data())
+    def build(data):
+        draft = data.draw(drafts)
+        before = copy.deepcopy(draft_arrays(draft))
+        built = data.draw(builder(draft))
+        assert type(built) is type(draft)
+        for old, now in zip(before, draft_arrays(draft)):
+            np.testing.assert_array_equal(old, now)
+
+    build()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (1, 8732, 81)], ids=["small", "ssd300 conf"])
+def test_array_values_reuse_the_first_period_rotated(shape):
+    """Up to PERIOD entries are drawn one by one (a draw with all of them distinct exists);
+    beyond, block j of PERIOD entries is the first block rotated by j, so neighbouring
+    blocks differ and the whole repeats after PERIOD**2 entries."""
+    values = S.KIND_VALUES["small"]
+    strategy = st.composite(lambda draw: S.array_values(draw, shape, values))()
+    head = min(np.prod(shape), S.PERIOD)
+    x = reach(strategy, lambda a: len(np.unique(a.ravel()[:head])) == head)
+    assert x.shape == shape and x.dtype == np.float64 and set(np.unique(x)) <= set(values)
+    flat = x.ravel()
+    if flat.size > 2 * S.PERIOD:
+        np.testing.assert_array_equal(flat[S.PERIOD:2 * S.PERIOD], np.roll(flat[:S.PERIOD], -1))
+        assert not np.array_equal(flat[S.PERIOD:2 * S.PERIOD], flat[:S.PERIOD])
+        np.testing.assert_array_equal(flat[S.PERIOD**2:], flat[:-S.PERIOD**2])
+
+
+@pytest.mark.parametrize("family", ["yolo", "ssd"])
+def test_failing_logits_shrink_to_simple_numbers(family):
+    """A case searched for a logit <= -100 shrinks to logits 0 but for the needed -120,
+    and SSD offsets to 0: every value is drawn by Hypothesis, so it shrinks."""
+    strategy, logits = {"yolo": (S.yolo_cases(), lambda c: np.concatenate([x.ravel() for x in c.outputs])),
+                        "ssd": (S.ssd_cases(), lambda c: np.concatenate([c.conf.ravel(), c.loc.ravel()]))}[family]
+    shrink = settings(SEARCH, phases=[Phase.generate, Phase.shrink])
+    case = find(strategy, lambda c: (logits(c) <= -100).any(), settings=shrink)
+    assert set(np.unique(logits(case))) == {0.0, -120.0}
+
+
+def test_unknown_features_are_rejected():
+    with pytest.raises(InvalidArgument, match="plane"):
+        S.yolo_cases(features=("plain", "plane"))
+    with pytest.raises(InvalidArgument, match="empty"):
+        S.ssd_cases(features=())
+
+
+def test_grid_priors_square_sizes_and_pairs_agree():
+    """Sizes given as sides (the corpus) and as (w, h) pairs (the strategies) give one layout."""
+    np.testing.assert_array_equal(S.grid_priors(2, (0.25, 0.5)), S.grid_priors(2, [(0.25, 0.25), (0.5, 0.5)]))
+    p = S.grid_priors(2, [(0.25, 0.5)])
+    np.testing.assert_array_equal(p, [[0.25, 0.25, 0.25, 0.5], [0.75, 0.25, 0.25, 0.5],
+                                      [0.25, 0.75, 0.25, 0.5], [0.75, 0.75, 0.25, 0.5]])
