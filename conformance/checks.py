@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .tolerances import unit
+from reference.precision import Precision
 
 
 @dataclass
@@ -37,10 +37,10 @@ def _index(flat: int, shape) -> tuple:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
-def _ulp(expected: np.ndarray, dtype: str) -> np.ndarray:
-    """Spacing of the implementation's dtype at each expected value."""
+def _ulp(expected: np.ndarray, prec: Precision) -> np.ndarray:
+    """Spacing of the implementation's precision at each expected value (normal range)."""
     mag = np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
-    return 2.0 ** np.floor(np.log2(mag)) * 2 * unit(dtype)
+    return 2.0 ** np.floor(np.log2(mag)) * 2 * prec.u
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,7 +49,8 @@ def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(a == b, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))
 
 
-def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0, alternatives=(), note="") -> Check:
+def continuous(quantity, actual, expected, allowed, prec: Precision, where=None, ties=0, alternatives=(),
+               note="") -> Check:
     """Elementwise |actual − expected| ≤ allowed over ``where`` (all elements if None).
 
     ``alternatives``: other admissible values, arrays shaped like ``expected``; each element
@@ -69,7 +70,7 @@ def continuous(quantity, actual, expected, allowed, dtype, where=None, ties=0, a
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf where beyond float64
         ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
         rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
-        ulp = err / _ulp(expected, dtype)
+        ulp = err / _ulp(expected, prec)
     n = int(sel.sum())
     check = Check(quantity, "continuous", n=n, ties=ties, errors=ratio[sel])
     if n == 0:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.cases import SsdCase, SsdSettings, YoloCase, YoloSettings
+from conformance.families import FAMILIES, family_of, family_of_arrays
 
 SPEC_VERSION = "1"  # bump when reference/spec/*.md changes a decided rule
-GENERATOR_VERSION = "1"  # bump when conformance/corpus.py or this format changes
+GENERATOR_VERSION = "1"  # bump when a family's corpus or schema, or this format, changes
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 MANIFEST = "manifest.json"
 RTOL = 1e-9  # --check tolerance: another libm moves last bits, conditioning amplifies them
@@ -40,106 +40,29 @@ class FixtureError(ValueError):
 
 # ---------------------------------------------------------------- case <-> arrays
 
-def _scalar(value, dtype) -> np.ndarray:
-    return np.asarray(value, dtype=dtype).reshape(())
-
-
 def case_arrays(case) -> dict:
-    """The ``input.*`` arrays of ``case`` (float64 values, int64 counts, 0-d settings)."""
-    if isinstance(case, YoloCase):
-        s = case.settings
-        out = {f"input.outputs.{k}": x for k, x in enumerate(case.outputs)}
-        out.update({f"input.anchors.{k}": a for k, a in enumerate(case.anchors)})
-        out.update({"input.targets": np.asarray(case.targets, dtype=np.float64).reshape(-1, 6),
-                    "input.num_classes": _scalar(case.num_classes, np.int64),
-                    "input.img_dim": _scalar(case.img_dim, np.float64),
-                    "input.settings.ignore_thres": _scalar(s.ignore_thres, np.float64),
-                    "input.settings.obj_scale": _scalar(s.obj_scale, np.float64),
-                    "input.settings.noobj_scale": _scalar(s.noobj_scale, np.float64),
-                    "input.settings.log_clamp": _scalar(s.log_clamp, np.float64)})
-        return out
-    s = case.settings
-    truths = [np.asarray(t, dtype=np.float64).reshape(-1, 5) for t in case.truths]
-    return {"input.loc": case.loc, "input.conf": case.conf, "input.priors": case.priors,
-            "input.truths": np.concatenate(truths, axis=0) if truths else np.zeros((0, 5)),
-            "input.truths_count": np.asarray([len(t) for t in truths], dtype=np.int64),
-            "input.settings.threshold": _scalar(s.threshold, np.float64),
-            "input.settings.neg_pos": _scalar(s.neg_pos, np.int64),
-            "input.settings.variances": np.asarray(s.variances, dtype=np.float64).reshape(2)}
-
-
-def family_of(arrays) -> str:
-    """"yolo" or "ssd" from the input keys."""
-    return "yolo" if "input.targets" in arrays else "ssd"
-
-
-_SCALARS = {"yolo": ("input.num_classes", "input.img_dim", "input.settings.ignore_thres",
-                     "input.settings.obj_scale", "input.settings.noobj_scale",
-                     "input.settings.log_clamp"),
-            "ssd": ("input.settings.threshold", "input.settings.neg_pos")}
-_ARRAYS = {"yolo": ("input.targets",),
-           "ssd": ("input.loc", "input.conf", "input.priors", "input.truths", "input.truths_count",
-                   "input.settings.variances")}
-_INTEGERS = ("input.num_classes", "input.settings.neg_pos", "input.truths_count")
+    """The ``input.*`` arrays of ``case`` (its family's ``to_arrays``)."""
+    return family_of(case).to_arrays(case)
 
 
 def input_problem(arrays) -> str | None:
-    """Why ``arrays`` do not hold one case's inputs (missing key, scalar that is not one
-    value, count that is not an integer, truths_count that does not add up), or None."""
-    if "input.targets" not in arrays and "input.loc" not in arrays:
-        return "no input.targets (YOLO) or input.loc (SSD): not a case file"
-    family = family_of(arrays)
-    need = list(_SCALARS[family] + _ARRAYS[family])
-    if family == "yolo":
-        layers = sorted(k for k in arrays if k.startswith("input.outputs."))
-        need += ["input.outputs.0"] if not layers else [k.replace("outputs", "anchors") for k in layers]
-        need += [f"input.outputs.{k}" for k in range(len(layers))]
-    missing = [k for k in need if k not in arrays]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    for k in _SCALARS[family]:
-        if np.size(arrays[k]) != 1:
-            return f"{k} has shape {np.shape(arrays[k])}, expected one value"
-    for k in _INTEGERS:
-        if k in arrays and np.asarray(arrays[k]).dtype.kind not in "iu":
-            return f"{k} has dtype {np.asarray(arrays[k]).dtype}, expected int64"
-    if family == "ssd":
-        counts, truths = np.asarray(arrays["input.truths_count"]), np.asarray(arrays["input.truths"])
-        if truths.ndim != 2:
-            return f"input.truths has shape {truths.shape}, expected (n, 5)"
-        if counts.ndim != 1 or (counts < 0).any() or counts.sum() != len(truths):
-            return (f"input.truths_count = {counts.tolist()} does not split the {len(truths)} rows "
-                    "of input.truths")
-    return None
+    """Why ``arrays`` do not hold one case's inputs (no family's input key, or its family's
+    ``input_problem``), or None."""
+    family = family_of_arrays(arrays)
+    if family is None:
+        keys = " or ".join(f"{f.input_key} ({f.title})" for f in FAMILIES)
+        return f"no {keys}: not a case file"
+    return family.input_problem(arrays)
 
 
 def case_from_arrays(arrays, name: str = ""):
     """Inverse of ``case_arrays``."""
-    f64 = lambda k: np.asarray(arrays[k], dtype=np.float64)  # noqa: E731
-    if family_of(arrays) == "yolo":
-        n = sum(1 for k in arrays if k.startswith("input.outputs."))
-        s = YoloSettings(*(float(arrays[f"input.settings.{k}"]) for k in
-                           ("ignore_thres", "obj_scale", "noobj_scale", "log_clamp")))
-        return YoloCase(outputs=tuple(f64(f"input.outputs.{k}") for k in range(n)),
-                        anchors=tuple(f64(f"input.anchors.{k}") for k in range(n)),
-                        targets=f64("input.targets"), num_classes=int(arrays["input.num_classes"]),
-                        img_dim=float(arrays["input.img_dim"]), settings=s, name=name)
-    counts = np.asarray(arrays["input.truths_count"], dtype=np.int64)
-    truths = tuple(np.split(f64("input.truths"), np.cumsum(counts)[:-1], axis=0))
-    s = SsdSettings(threshold=float(arrays["input.settings.threshold"]),
-                    neg_pos=int(arrays["input.settings.neg_pos"]),
-                    variances=tuple(float(v) for v in arrays["input.settings.variances"]))
-    return SsdCase(loc=f64("input.loc"), conf=f64("input.conf"), priors=f64("input.priors"),
-                   truths=truths, settings=s, name=name)
+    return family_of_arrays(arrays).from_arrays(arrays, name)
 
 
 def evaluate(case) -> dict:
     """The reference's outputs for ``case`` (float64, every adapter key)."""
-    if isinstance(case, YoloCase):
-        from reference.yolo import evaluate as yolo_evaluate
-        return yolo_evaluate(case)
-    from reference.ssd import evaluate as ssd_evaluate
-    return ssd_evaluate(case)
+    return family_of(case).evaluate(case)
 
 
 # ---------------------------------------------------------------- bytes
@@ -243,7 +166,7 @@ def manifest_text(entries: dict) -> str:
 
 
 def _entry(case, data: bytes) -> dict:
-    return {"case": case.name, "family": "yolo" if isinstance(case, YoloCase) else "ssd",
+    return {"case": case.name, "family": family_of(case).name,
             "sha256": sha256(data), "spec_version": SPEC_VERSION, "generator_version": GENERATOR_VERSION}
 
 

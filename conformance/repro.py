@@ -16,7 +16,11 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from conformance import fixtures
+from conformance import engine, fixtures
+from conformance.engine import Subject, fingerprint
+from conformance.families import family_of
+from reference.errors import InvalidInputError
+from reference.precision import precision
 
 FAILURES = Path("reports") / "failures"
 _GENERATED = re.compile(r"-[0-9a-f]{12}\.npz")  # what save appends for a generated case
@@ -31,11 +35,9 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def save(case, test_id: str, target, directory=None) -> str:
+def save(case, test_id: str, subject: Subject, directory=None) -> str:
     """Write ``case`` to ``directory`` (default reports/failures) and return the command
-    that replays it on ``target``; the file is named after ``test_id`` and the case."""
-    from conformance.engine import fingerprint
-
+    that replays it on ``subject``; the file is named after ``test_id`` and the case."""
     directory = Path(FAILURES if directory is None else directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = _safe(test_id)
@@ -46,19 +48,18 @@ def save(case, test_id: str, target, directory=None) -> str:
                 old.unlink(missing_ok=True)
     path = directory / f"{stem}-{_safe(case.name)}.npz"
     path.write_bytes(fixtures.encode(case, {}, with_name=True))
-    return " ".join(["python -m conformance repro", shlex.quote(str(path)), "--impl", shlex.quote(target.spec),
-                     "--device", shlex.quote(target.device), "--dtype", target.dtype])
+    return " ".join(["python -m conformance repro", shlex.quote(str(path)), "--impl", shlex.quote(subject.spec),
+                     "--device", shlex.quote(subject.device), "--dtype", subject.precision.name])
 
 
-def _target(spec: str, family: str, device: str, dtype: str):
-    """The Target to replay on; ReproError unless the adapter covers family, device, dtype
+def _subject(spec: str, family, device: str, dtype: str) -> Subject:
+    """The Subject to replay on; ReproError unless the adapter covers family, device, dtype
     and can run there now (skip_reason)."""
     import implementations
-    from conformance.engine import Target
 
     adapter = implementations.load(spec)
-    if not hasattr(adapter, family):
-        raise ReproError(f"--impl {spec}: {adapter.name} covers no {family.upper()} loss")
+    if not hasattr(adapter, family.name):
+        raise ReproError(f"--impl {spec}: {adapter.name} covers no {family.title} loss")
     if device not in adapter.devices:
         raise ReproError(f"--device {device}: {adapter.name} runs on {', '.join(adapter.devices)}")
     if dtype not in adapter.dtypes:
@@ -69,34 +70,28 @@ def _target(spec: str, family: str, device: str, dtype: str):
         raise ReproError(f"--impl {spec}: skip_reason({device!r}) raised {type(exc).__name__}: {exc}") from exc
     if reason:
         raise ReproError(f"--device {device}: {adapter.name} cannot run here: {reason}")
-    return Target(spec, adapter, device, dtype)
+    return Subject(spec, adapter, device, precision(dtype))
 
 
 def run(path: str, spec: str, device: str, dtype: str) -> int:
     """Replay one saved case; print each check; exit status 1 if any failed.
 
     Raises FixtureError (unreadable case file), AdapterLoadError (bad ``spec``) or
-    ReproError (see ``_target``; invalid case): one-line messages for the command line.
+    ReproError (see ``_subject``; invalid case): one-line messages for the command line.
     """
-    from conformance.engine import COMPARE, PARTS, ConformanceFailure, family_of, outputs
-    from reference import ssd, yolo
-    from reference.errors import InvalidInputError
-
     case, _ = fixtures.load(path)
     family = family_of(case)
     try:
-        (yolo if family == "yolo" else ssd).validate(case)
+        family.validate(case)
     except InvalidInputError as e:
-        raise ReproError(f"{path}: invalid {family.upper()} case: {e}") from None
-    target = _target(spec, family, device, dtype)
-    print(f"case {case.name} ({family.upper()}) on {target.id} ({spec})")
-    rounded = case.astype(dtype)
+        raise ReproError(f"{path}: invalid {family.title} case: {e}") from None
+    subject = _subject(spec, family, device, dtype)
+    print(f"case {case.name} ({family.title}) on {subject.id} ({spec})")
     try:
-        got = outputs(target, family, rounded)
-    except ConformanceFailure as e:  # not a mapping of str to arrays, or a wrong shape
+        checks = engine.run(subject, family, case)
+    except engine.ConformanceFailure as e:  # not a mapping of str to arrays, or a wrong shape
         print(f"FAIL adapter output\n\n{e}")
         return 1
-    checks = COMPARE[family](rounded, got, dtype, parts=PARTS)
     for c in checks:
         print(f"{'ok  ' if c.passed else 'FAIL'} {c.quantity:<24} n={c.n:<7} ratio={c.ratio:.3g} ties={c.ties}")
     failed = [c for c in checks if not c.passed]

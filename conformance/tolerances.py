@@ -1,13 +1,14 @@
 """Tolerances, each derived from an error model of the computation.
 
-Everything is expressed in ``u``, the unit roundoff of the implementation's dtype (half
-the distance from 1 to the next float). An implementation receives inputs already
-rounded to its dtype (``YoloCase.astype``), so only its arithmetic is charged here.
+Everything is expressed in ``u``, the unit roundoff of the implementation's precision
+(``reference.precision.Precision``: half the distance from 1 to the next float). An
+implementation receives inputs already rounded to its precision (``YoloCase.astype``), so
+only its arithmetic is charged here.
 Every function returns the allowed absolute error per element, as an array shaped like
 the reference value, so the check is ``|impl - ref| <= allowed`` element by element.
 
 Rules used throughout (Higham, "Accuracy and Stability of Numerical Algorithms"):
-- one correctly rounded operation: relative error u; exp/log/tanh: transcendental(dtype)·u
+- one correctly rounded operation: relative error u; exp/log/tanh: Precision.transcendental·u
   (glibc is within 1-2 ulps; vectorised runtime kernels may take a few more);
 - a sum of n terms: error up to log2(n)·u·Σ|terms| for pairwise (NumPy, PyTorch CPU
   and CUDA reductions are pairwise or tree-shaped); we charge (log2(n) + 2)·u·Σ|terms|;
@@ -21,32 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
-                 "bfloat16": 2.0**-8}
+from reference.precision import Precision
+
 SAFETY = 4.0
-TRANSCENDENTAL_ULPS = {"float64": 8.0, "float32": 8.0, "float16": 8.0, "bfloat16": 8.0}
-SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
-SMALLEST_SUBNORMAL = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24,
-                      "bfloat16": 2.0**-133}
-LARGEST = {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
-           "float16": 65504.0, "bfloat16": 3.3895313892515355e38}
 MAX_INTERVALS = 64
-
-
-def unit(dtype: str) -> float:
-    return UNIT_ROUNDOFF[dtype]
-
-
-def spacing(x: np.ndarray, dtype: str) -> np.ndarray:
-    """Distance from |x| (float64, ≥ 0) to the next larger value of ``dtype``: 2u·2^⌊log2 x⌋ for
-    normal numbers, the smallest subnormal below the smallest normal."""
-    x = np.maximum(np.abs(x), SMALLEST_NORMAL[dtype])
-    return np.maximum(2.0 ** np.floor(np.log2(x)) * 2 * unit(dtype), SMALLEST_SUBNORMAL[dtype])
-
-
-def transcendental(dtype: str) -> float:
-    """Error of exp, log and tanh in units of u for this dtype (see the module docstring)."""
-    return TRANSCENDENTAL_ULPS[dtype]
 
 
 def sum_factor(n: int) -> float:
@@ -54,7 +33,7 @@ def sum_factor(n: int) -> float:
     return np.log2(max(n, 1)) + 2.0
 
 
-def decision_eps(dtype: str) -> dict:
+def decision_eps(prec: Precision) -> dict:
     """Margins below which a discrete decision is a near-tie at this precision.
 
     iou: an IoU is a ratio of products and differences of at most 8 rounded values in
@@ -64,7 +43,7 @@ def decision_eps(dtype: str) -> dict:
     score: the mining score lse(row) − row[t] has absolute error ≤ u·(log2(C) + 4)·max|row|
     (scaled by the case's logits at use).
     """
-    u = unit(dtype)
+    u = prec.u
     return {"iou": 16 * u, "cell": 4 * u, "prob": 4 * u, "score": 8 * u}
 
 
@@ -73,7 +52,7 @@ def allowed(ref: np.ndarray, u: float, atol: float = 0.0, rtol: float = 0.0) -> 
     return SAFETY * (atol + rtol * np.abs(np.asarray(ref, dtype=np.float64)))
 
 
-def threshold_tie(margin: np.ndarray, eps: float, dtype: str) -> np.ndarray:
+def threshold_tie(margin: np.ndarray, eps: float, prec: Precision) -> np.ndarray:
     """Is a threshold comparison (IoU vs 0.5, wh-IoU vs ignore_thres) a near-tie?
 
     A value exactly on the threshold (margin 0) is decided by the spec's strictness
@@ -83,7 +62,7 @@ def threshold_tie(margin: np.ndarray, eps: float, dtype: str) -> np.ndarray:
     Argmax ties, by contrast, are admissible at every precision (any tied index).
     """
     tie = margin < eps
-    return tie & (margin > 0) if dtype == "float64" else tie
+    return tie & (margin > 0) if prec.name == "float64" else tie
 
 
 class Intervals:

@@ -18,8 +18,9 @@ representable in ``dtype`` (the suite rounds them first); the adapter casts them
 A missing method means "does not cover this loss"; a missing key means "does not
 compute this output": both are reported as skipped with that reason, never as passed.
 
-The keys, with shapes, dtypes and where each is compared, are in reference/spec/outputs.md:
-  YOLOv3: ``layer{k}.`` + output, YOLO_TARGET_KEYS, YOLO_LOSS_KEYS, grad; and loss_total.
+The keys (reference/outputs.py), with shapes, dtypes and where each is compared, are in
+reference/spec/outputs.md:
+  YOLOv3: ``layer_key(k, name)`` for name in output, YOLO_TARGET_KEYS, YOLO_LOSS_KEYS, grad; and loss_total.
   SSD:    SSD_TARGET_KEYS, decoded, SSD_LOSS_KEYS, SSD_GRAD_KEYS.
 """
 from __future__ import annotations
@@ -29,16 +30,15 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from reference.cases import SsdCase, YoloCase
-
-DTYPES = ("float64", "float32", "float16", "bfloat16")
-
-YOLO_TARGET_KEYS = ("obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "tconf", "tcls",
-                    "class_mask", "iou_scores")
-YOLO_LOSS_KEYS = ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf_obj",
-                  "loss_conf_noobj", "loss_conf", "loss_cls", "loss_total")
-SSD_TARGET_KEYS = ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask")
-SSD_LOSS_KEYS = ("loss_l", "loss_c")
-SSD_GRAD_KEYS = ("grad_loc", "grad_conf")
+from reference.outputs import (  # noqa: F401  (the key schema, re-exported for adapters)
+    SSD_GRAD_KEYS,
+    SSD_LOSS_KEYS,
+    SSD_TARGET_KEYS,
+    YOLO_LOSS_KEYS,
+    YOLO_TARGET_KEYS,
+    layer_key,
+)
+from reference.precision import DTYPES  # noqa: F401
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from torch.export import Dim
 
 from implementations import torch_batched as tb
 from reference.cases import SsdCase, YoloCase
+from reference.outputs import layer_key
 
 YOLO_LAYER_KEYS = ("output", "obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "tconf", "tcls",
                    "class_mask", "iou_scores", "loss_x", "loss_y", "loss_w", "loss_h",
@@ -61,7 +62,6 @@ YOLO_INPUTS = ("x", "targets", "anchors", "img_dim", "ignore_thres", "obj_scale"
                "log_clamp")
 SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid", "threshold", "neg_pos",
               "variances")
-_NP_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 class YoloGraph(torch.nn.Module):
@@ -91,7 +91,7 @@ def _settings_args(values, dtype: torch.dtype) -> tuple:
 
 def yolo_inputs(settings, dtype: str) -> dict:
     """The settings inputs of a YOLO graph as NumPy 0-d arrays of ``dtype``."""
-    npd = _NP_DTYPES[dtype]
+    npd = np.dtype(dtype)
     return {"ignore_thres": np.asarray(settings.ignore_thres, dtype=npd),
             "obj_scale": np.asarray(settings.obj_scale, dtype=npd),
             "noobj_scale": np.asarray(settings.noobj_scale, dtype=npd),
@@ -100,7 +100,7 @@ def yolo_inputs(settings, dtype: str) -> dict:
 
 def ssd_inputs(settings, dtype: str) -> dict:
     """The settings inputs of an SSD graph: threshold and variances in ``dtype``, neg_pos int64."""
-    npd = _NP_DTYPES[dtype]
+    npd = np.dtype(dtype)
     return {"threshold": np.asarray(settings.threshold, dtype=npd),
             "neg_pos": np.asarray(settings.neg_pos, dtype=np.int64),
             "variances": np.asarray(tuple(settings.variances), dtype=npd).reshape(2)}
@@ -108,7 +108,7 @@ def ssd_inputs(settings, dtype: str) -> dict:
 
 def yolo_example(dtype: str):
     """Example inputs and dynamic axes of YoloGraph: B, A*(C+5), A, G and T dynamic (T may be 0)."""
-    td = tb._TORCH_DTYPES[dtype]
+    td = getattr(torch, dtype)
     b, ac, a = Dim("B", min=1), Dim("AC5", min=6), Dim("A", min=1)
     g, t = Dim("G", min=1), Dim("T", min=0)
     args = (torch.zeros((2, 2 * (3 + 5), 3, 3), dtype=td),
@@ -122,7 +122,7 @@ def yolo_example(dtype: str):
 
 def ssd_example(dtype: str):
     """Example inputs and dynamic axes of SsdGraph: B, P, C and M (truth slots) dynamic."""
-    td = tb._TORCH_DTYPES[dtype]
+    td = getattr(torch, dtype)
     b, p, c, m = Dim("B", min=1), Dim("P", min=2), Dim("C", min=2), Dim("M", min=1)
     args = (torch.zeros((2, 5, 4), dtype=td), torch.zeros((2, 5, 3), dtype=td),
             torch.full((5, 4), 0.5, dtype=td),
@@ -231,7 +231,7 @@ class OnnxRuntimeAdapter:
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
         from reference.yolo import validate
         validate(case)
-        npd = _NP_DTYPES[dtype]
+        npd = np.dtype(dtype)
         targets = np.asarray(case.targets, dtype=npd).reshape(-1, 6)
         settings = yolo_inputs(case.settings, dtype)
         sess = yolo_session(dtype, device)
@@ -243,7 +243,7 @@ class OnnxRuntimeAdapter:
                                      "img_dim": np.asarray(case.img_dim, dtype=npd),
                                      **settings})
             for key, value in zip(YOLO_LAYER_KEYS, values):
-                result[f"layer{k}.{key}"] = value
+                result[layer_key(k, key)] = value
             total = total + values[YOLO_LAYER_KEYS.index("loss_total")]
         result["loss_total"] = np.asarray(total)
         return result
@@ -251,7 +251,7 @@ class OnnxRuntimeAdapter:
     def ssd(self, case: SsdCase, device: str, dtype: str) -> dict:
         from reference.ssd import validate
         validate(case)
-        npd = _NP_DTYPES[dtype]
+        npd = np.dtype(dtype)
         boxes, labels, valid = tb.pad_truths(case.truths, npd)
         loc = np.asarray(case.loc, dtype=npd)
         sess = ssd_session(dtype, device)

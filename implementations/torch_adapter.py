@@ -14,8 +14,7 @@ from implementations import torch_ssd, torch_yolo
 from reference import ssd as reference_ssd
 from reference import yolo as reference_yolo
 from reference.cases import SsdCase, YoloCase
-
-_TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+from reference.outputs import layer_key
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -40,7 +39,7 @@ class TorchAdapter:
 
     def _tensor(self, a, device: str, dtype: str, grad: bool = False) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(a, dtype=np.float64)).to(device=device,
-                                                                 dtype=_TORCH_DTYPES[dtype])
+                                                                 dtype=getattr(torch, dtype))
         return t.requires_grad_(grad)
 
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
@@ -55,8 +54,8 @@ class TorchAdapter:
         result = {}
         for k, (x, layer) in enumerate(zip(xs, layers)):
             for key, value in layer.items():
-                result[f"layer{k}.{key}"] = _numpy(value)
-            result[f"layer{k}.grad"] = _numpy(x.grad)
+                result[layer_key(k, key)] = _numpy(value)
+            result[layer_key(k, "grad")] = _numpy(x.grad)
         result["loss_total"] = _numpy(total)
         return result
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from reference.cases import SsdCase, YoloCase
+from reference.outputs import layer_key
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -461,7 +462,6 @@ def pad_truths(truths, dtype=np.float64):
 
 # ----------------------------------------------------------------------------- adapter
 
-_TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class TorchBatchedAdapter:
@@ -479,7 +479,7 @@ class TorchBatchedAdapter:
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
         from reference.yolo import validate
         validate(case)
-        td = _TORCH_DTYPES[dtype]
+        td = getattr(torch, dtype)
         s = case.settings
         targets = torch.as_tensor(np.asarray(case.targets).reshape(-1, 6), dtype=td, device=device)
         result, total = {}, None
@@ -491,8 +491,8 @@ class TorchBatchedAdapter:
             (grad,) = torch.autograd.grad(out["loss_total"], x)
             out.pop("p")
             for key, value in out.items():
-                result[f"layer{k}.{key}"] = value.detach().cpu().numpy()
-            result[f"layer{k}.grad"] = grad.cpu().numpy()
+                result[layer_key(k, key)] = value.detach().cpu().numpy()
+            result[layer_key(k, "grad")] = grad.cpu().numpy()
             layer_total = out["loss_total"].detach()
             total = layer_total if total is None else total + layer_total
         result["loss_total"] = total.cpu().numpy()
@@ -501,7 +501,7 @@ class TorchBatchedAdapter:
     def ssd(self, case: SsdCase, device: str, dtype: str) -> dict:
         from reference.ssd import validate
         validate(case)
-        td = _TORCH_DTYPES[dtype]
+        td = getattr(torch, dtype)
         s = case.settings
         boxes, labels, valid = pad_truths(case.truths)
         loc = torch.as_tensor(case.loc, dtype=td, device=device).requires_grad_(True)

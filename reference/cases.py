@@ -10,25 +10,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from reference.errors import SettingError
-
-_ROUND = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
-DTYPES = ("float64", "float32", "float16", "bfloat16")  # what round_to and prob_dtype accept
+from reference.precision import DTYPES, precision  # noqa: F401  (DTYPES: what round_to accepts)
 
 
-def round_to(a: np.ndarray, dtype: str) -> np.ndarray:
-    """``a`` rounded to ``dtype`` (float64/float32/float16/bfloat16) and returned as float64.
+def round_to(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` rounded to ``dtype`` (a Precision or its name) and returned as float64.
 
     Any other ``dtype`` raises SettingError (field ``dtype``).
     """
-    if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise SettingError("dtype", None, dtype, f"must be one of {', '.join(DTYPES)}")
-    a = np.asarray(a, dtype=np.float64)
-    if dtype == "bfloat16":  # round to nearest even on the top 16 bits of float32
-        bits = a.astype(np.float32).view(np.uint32)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
-    return a.astype(_ROUND[dtype]).astype(np.float64)
+    return precision(dtype).round(a)
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,7 @@ class YoloCase:
     settings: YoloSettings = field(default_factory=YoloSettings)
     name: str = ""
 
-    def astype(self, dtype: str) -> "YoloCase":
+    def astype(self, dtype) -> "YoloCase":
         return replace(self, outputs=tuple(round_to(x, dtype) for x in self.outputs),
                        anchors=tuple(round_to(a, dtype) for a in self.anchors),
                        targets=round_to(self.targets, dtype))
@@ -95,7 +85,7 @@ class SsdCase:
     def num_classes(self) -> int:
         return self.conf.shape[-1]
 
-    def astype(self, dtype: str) -> "SsdCase":
+    def astype(self, dtype) -> "SsdCase":
         return replace(self, loc=round_to(self.loc, dtype), conf=round_to(self.conf, dtype),
                        priors=round_to(self.priors, dtype),
                        truths=tuple(round_to(t, dtype) for t in self.truths))

@@ -24,6 +24,7 @@ from reference.errors import (
     real_array,
     real_number,
 )
+from reference.outputs import YOLO_TARGET_KEYS, layer_key
 
 WH_EPS = 1e-16  # the seed's epsilon in the wh-IoU union (Y2) and in log(g / anchor + eps) (Y6)
 IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)
@@ -553,13 +554,12 @@ def evaluate(case: YoloCase, prob_dtype: str = "float64", assignments=None) -> d
             assignment = assign(case.targets, anchors, g, case.img_dim, s.ignore_thres)
         built = _build_targets(x, case.targets, anchors, case.num_classes, case.img_dim, assignment)
         terms = loss_terms(x, built, s, prob_dtype)
-        result[f"layer{k}.output"] = decode(x, anchors, case.num_classes, case.img_dim)
-        for key in ("obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "tconf", "tcls",
-                    "class_mask", "iou_scores"):
-            result[f"layer{k}.{key}"] = built[key]
+        result[layer_key(k, "output")] = decode(x, anchors, case.num_classes, case.img_dim)
+        for key in YOLO_TARGET_KEYS:
+            result[layer_key(k, key)] = built[key]
         for key, value in terms.items():
-            result[f"layer{k}.{key}"] = value
-        result[f"layer{k}.grad"] = gradient(x, built, s, prob_dtype)
+            result[layer_key(k, key)] = value
+        result[layer_key(k, "grad")] = gradient(x, built, s, prob_dtype)
         total = total + terms["loss_total"]
     result["loss_total"] = np.asarray(total, dtype=np.float64)
     return result

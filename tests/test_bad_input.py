@@ -17,15 +17,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conformance import corpus, fixtures, repro
+from conformance import fixtures, repro
 from conformance.__main__ import main
-from conformance.engine import Target
+from conformance.engine import Subject
+from conformance.families.ssd import corpus as ssd_corpus
+from conformance.families.yolo import corpus as yolo_corpus
 from conformance.fixtures import FixtureError
 from implementations import AdapterLoadError
 from reference import ssd as rs
 from reference import yolo as ry
 from reference.cases import SsdCase, SsdSettings, YoloCase, YoloSettings
 from reference.errors import DtypeError, LabelError, SettingError, ShapeError
+from reference.precision import precision
 
 # ---------------------------------------------------------------- reference inputs
 
@@ -132,7 +135,7 @@ def test_reference_bad_input(call, error, field):
 
 # ---------------------------------------------------------------- fixture files
 
-YOLO_CASE, SSD_CASE = corpus.y8_no_targets(), corpus.s12_no_positives()
+YOLO_CASE, SSD_CASE = yolo_corpus.y8_no_targets(), ssd_corpus.s12_no_positives()
 Y, S = f"{YOLO_CASE.name}.npz", f"{SSD_CASE.name}.npz"
 
 
@@ -288,12 +291,12 @@ def replay(tmp_path_factory):
     root = tmp_path_factory.mktemp("repro")
     (root / "bad_input_adapters.py").write_text(ADAPTERS)
     sys.path.insert(0, str(root))
-    target = Target("bad_input_adapters:ref64", None, "cpu", "float64")
-    paths = {"yolo": repro.save(YOLO_CASE, "test_yolo[x]", target, root).split()[4],
-             "ssd": repro.save(SSD_CASE, "test_ssd[x]", target, root).split()[4]}
+    target = Subject("bad_input_adapters:ref64", None, "cpu", precision("float64"))
+    paths = {"yolo": repro.save(YOLO_CASE, "test_property[x-yolo]", target, root).split()[4],
+             "ssd": repro.save(SSD_CASE, "test_property[x-ssd]", target, root).split()[4]}
     invalid = replace(SSD_CASE, truths=(np.array([[0.0, 0.0, 0.5, 0.5, 7.0]]),) * len(SSD_CASE.truths),
                       name="label_7")
-    paths["invalid"] = repro.save(invalid, "test_ssd[x]", target, root).split()[4]
+    paths["invalid"] = repro.save(invalid, "test_property[x-ssd]", target, root).split()[4]
     (root / "fixtures").mkdir()
     fixtures.regen(root / "fixtures", cases=[YOLO_CASE], out=io.StringIO())
     paths["manifest"] = str(root / "fixtures" / fixtures.MANIFEST)

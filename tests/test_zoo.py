@@ -35,15 +35,15 @@ def test_suite_kills_every_mutant_and_passes_every_variant(tmp_path):
 
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
-<testcase classname="conformance.test_yolo" name="test_yolo[m_a-cpu-float64-targets]" time="2.5">
+<testcase classname="conformance.suite.test_properties" name="test_property[m_a-cpu-float64-yolo]" time="2.5">
   <failure message="ConformanceFailure">E   conformance.engine.ConformanceFailure: tx\nE   Falsifying example</failure>
 </testcase>
-<testcase classname="conformance.test_fixtures" name="test_implementation_on_fixture[m_a-cpu-float64-Y1_decode]"
+<testcase classname="conformance.suite.test_fixtures" name="test_fixture[m_a-cpu-float64-Y1_decode]"
   time="0.5"><failure message="x">E   tw</failure></testcase>
-<testcase classname="conformance.test_ssd" name="test_ssd[m_a-cpu-float64-losses]" time="1.0">
+<testcase classname="conformance.suite.test_properties" name="test_property[m_a-cpu-float64-ssd]" time="1.0">
   <skipped message="m_a covers no SSD loss"/></testcase>
-<testcase classname="conformance.test_ssd" name="test_ssd[v_b-cpu-float32-gradients]" time="4.0"/>
-<testcase classname="conformance.test_fixtures" name="test_reference_reproduces_fixture[Y1_decode]" time="0.1"/>
+<testcase classname="conformance.suite.test_properties" name="test_property[v_b-cpu-float32-ssd]" time="4.0"/>
+<testcase classname="conformance.suite.test_fixtures" name="test_reference_reproduces_fixture[Y1_decode]" time="0.1"/>
 </testsuite></testsuites>"""
 
 

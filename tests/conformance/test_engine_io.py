@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from conformance import engine, fixtures
-from conformance.engine import PARTS, ConformanceFailure, Target, check
+from conformance.engine import ConformanceFailure, Subject
+from conformance.families import BY_NAME, family_of
+from conformance.plugin import check
 from reference import ssd as rs
 from reference import yolo as ry
+from reference.precision import precision
 
 FIXTURES = {name: (case, expected) for name, case, expected in fixtures.load_all()}
 
@@ -50,7 +53,7 @@ def _isolated(tmp_path, monkeypatch):
 
 def run(adapter, name, dtype="float64"):
     case, _ = FIXTURES[name]
-    check(Target("tests:adapter", adapter, "cpu", dtype), engine.family_of(case), PARTS, case)
+    check(Subject("tests:adapter", adapter, "cpu", precision(dtype)), family_of(case), case, f"test[{name}]")
 
 
 # ---------------------------------------------------------------- inputs (issue 8, item 5... 8)
@@ -79,10 +82,10 @@ def test_adapter_that_clamps_its_input_in_place_fails(name):
 def test_each_call_gets_a_fresh_copy():
     adapter = Reference(before=clamp_logits_in_place)
     case = FIXTURES["Y9_saturated_logits"][0].astype("float64")
-    target = Target("tests:adapter", adapter, "cpu", "float64")
-    engine.returned(target, "yolo", case)
+    subject = Subject("tests:adapter", adapter, "cpu", precision("float64"))
+    engine.returned(subject, BY_NAME["yolo"], case)
     engine._CACHE.clear()
-    engine.returned(target, "yolo", case)
+    engine.returned(subject, BY_NAME["yolo"], case)
     first, second = adapter.calls
     assert first is not second and first.outputs[0] is not second.outputs[0]
     assert first.outputs[0] is not case.outputs[0]
@@ -158,9 +161,9 @@ def test_ssd_adapter_returning_some_keys_is_compared_on_those(keys):
 
 def test_expected_shapes_are_the_references_on_every_fixture():
     for name, (case, expected) in FIXTURES.items():
-        family = engine.family_of(case)
-        shapes = engine.expected_shapes(family, case)
-        assert sorted(shapes) == sorted(engine.promised_keys(family, case)), name
+        family = family_of(case)
+        shapes = family.shapes(case)
+        assert sorted(shapes) == sorted(family.keys(case)), name
         assert shapes == {k: v.shape for k, v in expected.items()}, name
 
 

@@ -9,7 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conformance import compare_ssd, compare_yolo, corpus
+from conformance.families.ssd import compare as ssd_compare
+from conformance.families.ssd import corpus as ssd_corpus
+from conformance.families.ssd import strategies as ssd_strategies
+from conformance.families.yolo import compare as yolo_compare
+from conformance.families.yolo import corpus as yolo_corpus
 from conformance.strategies import SATURATED
 from implementations.torch_adapter import adapter as torch_adapter
 from reference import ssd as rs
@@ -56,23 +60,23 @@ def yolo_no_upper_clamp(case, dtype="float64"):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_yolo_other_tie_breaking_passes(dtype):
-    case = corpus.y2_best_anchor_tie().astype(dtype)
+    case = yolo_corpus.y2_best_anchor_tie().astype(dtype)
     ref = ry.evaluate(case, prob_dtype=dtype)
     out = yolo_last_anchor_on_ties(case, dtype)
     assert not np.array_equal(out["layer0.obj_mask"], ref["layer0.obj_mask"]), "the case must have a tie"
-    checks = compare_yolo.compare(case, out, dtype)
+    checks = yolo_compare.compare(case, out, dtype)
     assert failures(checks) == []
     assert sum(c.ties for c in checks) > 0
 
 
 @pytest.mark.parametrize("wrong,case", [
-    (yolo_first_row_wins, corpus.y5_two_targets_one_cell),
-    (yolo_ignore_at_or_above, corpus.y4_ignore_exactly_threshold),
-    (yolo_no_upper_clamp, corpus.y3_cx_equal_one),
+    (yolo_first_row_wins, yolo_corpus.y5_two_targets_one_cell),
+    (yolo_ignore_at_or_above, yolo_corpus.y4_ignore_exactly_threshold),
+    (yolo_no_upper_clamp, yolo_corpus.y3_cx_equal_one),
 ])
 def test_yolo_wrong_rule_fails(wrong, case):
     c = case()
-    assert failures(compare_yolo.compare(c, wrong(c), "float64"))
+    assert failures(yolo_compare.compare(c, wrong(c), "float64"))
 
 
 # ---------------------------------------------------------------- SSD
@@ -118,13 +122,13 @@ def ssd_global_max_mining(case, dtype="float64"):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", [corpus.s3_best_prior_tie, corpus.s10_tied_negative_scores])
+@pytest.mark.parametrize("case", [ssd_corpus.s3_best_prior_tie, ssd_corpus.s10_tied_negative_scores])
 def test_ssd_other_tie_breaking_passes(case, dtype):
     c = case().astype(dtype)
     out = ssd_last_prior_on_ties(c, dtype)
     ref = rs.evaluate(c)
     assert any(not np.array_equal(out[k], ref[k]) for k in ("matched", "pos_mask", "neg_mask")), "needs a tie"
-    checks = compare_ssd.compare(c, out, dtype)
+    checks = ssd_compare.compare(c, out, dtype)
     assert failures(checks) == []
     assert sum(c.ties for c in checks) > 0
 
@@ -132,25 +136,25 @@ def test_ssd_other_tie_breaking_passes(case, dtype):
 def hard_negative_far_below():
     """S9's case with background prior 1 made the hardest negative (score ~100) in a row
     ~400 below the batch's largest logit: float32 exp underflows there with a global max."""
-    c = corpus.s9_mining_scores_far_apart()
+    c = ssd_corpus.s9_mining_scores_far_apart()
     conf = c.conf.copy()
     conf[0, 1] = [-300.0, -200.0, -200.0]
     return replace(c, conf=conf)
 
 
 @pytest.mark.parametrize("wrong,case", [
-    (ssd_earlier_truth_wins, corpus.s4_later_truth_wins),
-    (ssd_threshold_strict, corpus.s6_iou_exactly_half),
+    (ssd_earlier_truth_wins, ssd_corpus.s4_later_truth_wins),
+    (ssd_threshold_strict, ssd_corpus.s6_iou_exactly_half),
     (ssd_global_max_mining, hard_negative_far_below),
 ])
 def test_ssd_wrong_rule_fails(wrong, case):
     c = case()
-    assert failures(compare_ssd.compare(c, wrong(c), "float64"))
+    assert failures(ssd_compare.compare(c, wrong(c), "float64"))
 
 
 def test_mismatch_message_names_count_share_and_index():
-    c = corpus.s4_later_truth_wins()
-    bad = [x for x in compare_ssd.compare(c, ssd_earlier_truth_wins(c), "float64") if not x.passed]
+    c = ssd_corpus.s4_later_truth_wins()
+    bad = [x for x in ssd_compare.compare(c, ssd_earlier_truth_wins(c), "float64") if not x.passed]
     msg = bad[0].message
     assert "Mismatched elements:" in msg and "%" in msg and "index" in msg
 
@@ -185,14 +189,15 @@ KEYS = {"every key": None, "no matched": ("matched",),
 
 
 @pytest.mark.parametrize("keys", KEYS, ids=list(KEYS))
-@pytest.mark.parametrize("case", [ssd_duplicate_priors, ssd_boxes_overlapping_nothing, corpus.s10_tied_negative_scores])
+@pytest.mark.parametrize("case", [ssd_duplicate_priors, ssd_boxes_overlapping_nothing,
+                                  ssd_corpus.s10_tied_negative_scores])
 def test_ssd_last_index_ties_pass_whatever_keys_are_returned(case, keys):
     c = case()
     out = ssd_last_prior_on_ties(c)
     ref = rs.evaluate(c)
     assert any(not np.array_equal(out[k], ref[k]) for k in ("matched", "neg_mask")), "needs a tie"
     out = {k: v for k, v in out.items() if k not in (KEYS[keys] or ())}
-    assert failures(compare_ssd.compare(c, out, "float64")) == []
+    assert failures(ssd_compare.compare(c, out, "float64")) == []
 
 
 def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
@@ -205,7 +210,7 @@ def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
                     targets=np.array([t, [0, 0, 0, 0, 0.00390625, 0.01953125], t, t]), num_classes=1, img_dim=64.0)
     out = yolo_last_anchor_on_ties(case)
     assert not np.array_equal(out["layer0.th"], ry.evaluate(case)["layer0.th"]), "needs a tie"
-    assert failures(compare_yolo.compare(case, out, "float64")) == []
+    assert failures(yolo_compare.compare(case, out, "float64")) == []
 
 
 def test_yolo_placements_are_judged_on_tcls_too():
@@ -217,7 +222,7 @@ def test_yolo_placements_are_judged_on_tcls_too():
     case = YoloCase(outputs=(np.random.default_rng(6).integers(-64, 64, (1, 14, 1, 1)) / 16,),
                     anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),), targets=targets, num_classes=2, img_dim=32.0)
     out = yolo_last_anchor_on_ties(case)
-    assert failures(compare_yolo.compare(case, out, "float64")) == []
+    assert failures(yolo_compare.compare(case, out, "float64")) == []
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -230,7 +235,7 @@ def test_yolo_anchor_tie_without_targets_is_judged_on_losses_and_gradient(dtype)
                     targets=np.array([[0, 0, 0, 0, 1 / 256, 1 / 256]]), num_classes=6, img_dim=1.0)
     out = yolo_last_anchor_on_ties(case, dtype)
     out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
-    assert failures(compare_yolo.compare(case, out, dtype)) == []
+    assert failures(yolo_compare.compare(case, out, dtype)) == []
 
 
 @pytest.mark.parametrize("seed", [5, 11])
@@ -245,7 +250,7 @@ def test_yolo_anchor_tie_without_targets_among_saturated_logits(seed):
                     targets=np.array([[0, 1, 0, 0, 1 / 256, 1 / 256]]), num_classes=2, img_dim=48.0).astype("float32")
     out = torch_adapter.yolo(case, "cpu", "float32")
     out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
-    assert failures(compare_yolo.compare(case, out, "float32")) == []
+    assert failures(yolo_compare.compare(case, out, "float32")) == []
 
 
 def test_ssd_truths_sharing_a_forced_prior_move_together():
@@ -255,10 +260,10 @@ def test_ssd_truths_sharing_a_forced_prior_move_together():
                        [0.6875, 0.00390625, 0.7890625, 1.0, 3], [0.03125, 0.21875, 0.953125, 0.828125, 3]])
     rng = np.random.default_rng(9)
     case = SsdCase(loc=rng.integers(-64, 64, (1, 4, 4)) / 16, conf=rng.integers(-64, 64, (1, 4, 6)) / 16,
-                   priors=corpus.grid_priors(2, (0.25,)), truths=(truths,)).astype("float32")
+                   priors=ssd_strategies.grid_priors(2, (0.25,)), truths=(truths,)).astype("float32")
     out = ssd_last_prior_on_ties(case, "float32")
     del out["matched"]
-    assert failures(compare_ssd.compare(case, out, "float32")) == []
+    assert failures(ssd_compare.compare(case, out, "float32")) == []
 
 
 def test_yolo_many_tied_decisions_are_searched_one_at_a_time():
@@ -270,4 +275,4 @@ def test_yolo_many_tied_decisions_are_searched_one_at_a_time():
                     anchors=(np.array([[16.0, 16.0], [16.0, 16.0]]),), targets=targets, num_classes=1, img_dim=48.0)
     out = yolo_last_anchor_on_ties(case)
     assert out["layer0.obj_mask"][0, 1].sum() == 9, "needs the ties"
-    assert failures(compare_yolo.compare(case, out, "float64")) == []
+    assert failures(yolo_compare.compare(case, out, "float64")) == []

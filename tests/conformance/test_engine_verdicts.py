@@ -15,7 +15,12 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import compare_ssd, compare_yolo, corpus, strategies
+from conformance.families.ssd import compare as ssd_compare
+from conformance.families.ssd import corpus as ssd_corpus
+from conformance.families.ssd import strategies as SS
+from conformance.families.yolo import compare as yolo_compare
+from conformance.families.yolo import corpus as yolo_corpus
+from conformance.families.yolo import strategies as YS
 from implementations import torch_yolo
 from implementations.torch_adapter import adapter as torch_adapter
 from reference import ssd as rs
@@ -70,27 +75,27 @@ def test_ssd_without_matched_passes_near_ties(truths, dtype):
     out = ssd_without_matched(case, dtype)
     if dtype == "float32":  # torch's float32 max picks prior 2, the float64 reference prior 1
         assert out["pos_mask"][0, 2] and not out["pos_mask"][0, 1]
-    assert failures(compare_ssd.compare(case, out, dtype)) == []
+    assert failures(ssd_compare.compare(case, out, dtype)) == []
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ssd_without_matched_passes_property(dtype):
     @SEARCH
-    @given(case=strategies.ssd_cases())
+    @given(case=SS.ssd_cases())
     def prop(case):
         c = case.astype(dtype)
-        assert failures(compare_ssd.compare(c, ssd_without_matched(c, dtype), dtype)) == []
+        assert failures(ssd_compare.compare(c, ssd_without_matched(c, dtype), dtype)) == []
     prop()
 
 
 def test_ssd_earlier_truth_wins_still_fails_without_matched():
     """Without ``matched`` the search must not explain away a wrong forcing order (S4)."""
-    case = corpus.s4_later_truth_wins()
+    case = ssd_corpus.s4_later_truth_wins()
     thr = case.settings.threshold
     matches = [rs.match(t[::-1].copy(), case.priors, thr) for t in case.truths]  # earlier truth wins
     out = rs.evaluate(replace(case, truths=tuple(t[::-1].copy() for t in case.truths)), matches=matches)
     del out["matched"]
-    assert "conf_t" in failures(compare_ssd.compare(case, out, "float64"))
+    assert "conf_t" in failures(ssd_compare.compare(case, out, "float64"))
 
 
 # ---------------------------------------------------------------- item 2: nn.BCELoss
@@ -110,17 +115,17 @@ def bceloss_yolo(monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["y9_saturated_logits", "y10_conf_logit_20"])
 def test_yolo_bceloss_passes_saturated_fixtures(bceloss_yolo, name, dtype):
-    case = getattr(corpus, name)().astype(dtype)
-    assert failures(compare_yolo.compare(case, bceloss_yolo(case, dtype), dtype)) == []
+    case = getattr(yolo_corpus, name)().astype(dtype)
+    assert failures(yolo_compare.compare(case, bceloss_yolo(case, dtype), dtype)) == []
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_yolo_bceloss_passes_property(bceloss_yolo, dtype):
     @SEARCH
-    @given(case=strategies.yolo_cases())
+    @given(case=YS.yolo_cases())
     def prop(case):  # BCELoss's clamp is -100 whatever the setting: the spec's default
         c = replace(case, settings=replace(case.settings, log_clamp=-100.0)).astype(dtype)
-        assert failures(compare_yolo.compare(c, bceloss_yolo(c, dtype), dtype)) == []
+        assert failures(yolo_compare.compare(c, bceloss_yolo(c, dtype), dtype)) == []
     prop()
 
 
@@ -142,7 +147,7 @@ def yolo_with_logits(case, dtype):
     for k, x in enumerate(case.outputs):
         a = ry.assign(case.targets, case.anchors[k], x.shape[-1], case.img_dim, s.ignore_thres)
         b = ry.build_targets(x, case.targets, case.anchors[k], case.num_classes, case.img_dim, a)
-        z, obj, t = compare_yolo._logits(x, case.num_classes), b["obj_mask"], b["tcls"]
+        z, obj, t = yolo_compare._logits(x, case.num_classes), b["obj_mask"], b["tcls"]
         pre = f"layer{k}."
         out[pre + "loss_conf_obj"] = np.float64(mean(np.logaddexp(0, -z[..., 4]), obj))
         out[pre + "loss_conf_noobj"] = np.float64(mean(np.logaddexp(0, z[..., 4]), b["noobj_mask"]))
@@ -159,22 +164,22 @@ def yolo_with_logits(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("wrong", [yolo_clamp_50, yolo_with_logits])
 def test_yolo_bce_departures_fail_fixture(wrong, dtype):
-    case = corpus.y9_saturated_logits().astype(dtype)
-    assert "layer0.loss_conf_noobj" in failures(compare_yolo.compare(case, wrong(case, dtype), dtype))
+    case = yolo_corpus.y9_saturated_logits().astype(dtype)
+    assert "layer0.loss_conf_noobj" in failures(yolo_compare.compare(case, wrong(case, dtype), dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("wrong", [yolo_clamp_50, yolo_with_logits])
 def test_yolo_bce_departures_fail_property(wrong, dtype):
-    assert killed(strategies.yolo_cases(), compare_yolo.compare, wrong, dtype) is not None
+    assert killed(YS.yolo_cases(), yolo_compare.compare, wrong, dtype) is not None
 
 
 def test_yolo_log_clamp_setting_is_honoured():
     """An implementation that hard-codes -100 fails when the setting says otherwise."""
-    case = corpus.y9_saturated_logits()
+    case = yolo_corpus.y9_saturated_logits()
     case = replace(case, settings=replace(case.settings, log_clamp=-20.0))
     hard_coded = ry.evaluate(replace(case, settings=replace(case.settings, log_clamp=-100.0)))
-    assert "layer0.loss_conf_noobj" in failures(compare_yolo.compare(case, hard_coded, "float64"))
+    assert "layer0.loss_conf_noobj" in failures(yolo_compare.compare(case, hard_coded, "float64"))
 
 
 # ---------------------------------------------------------------- item 4: S9's global max
@@ -194,4 +199,4 @@ def ssd_global_max_logsumexp(case, dtype):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the -inf scores of the bug
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ssd_global_max_logsumexp_fails(dtype):
-    assert killed(strategies.ssd_cases(), compare_ssd.compare, ssd_global_max_logsumexp, dtype) is not None
+    assert killed(SS.ssd_cases(), ssd_compare.compare, ssd_global_max_logsumexp, dtype) is not None

@@ -47,7 +47,7 @@ class Crash(Hang):
 '''
 
 
-def pytest_run(tmp_path, *args, report_dir=None, tests="conformance/test_coverage.py"):
+def pytest_run(tmp_path, *args, report_dir=None, tests="conformance/suite/test_coverage.py"):
     (tmp_path / "faulty.py").write_text(FAULTY)
     report_dir = report_dir or tmp_path / "reports"
     cmd = [sys.executable, "-m", "pytest", tests, "-p", "no:cacheprovider",
@@ -92,7 +92,7 @@ def test_crash_without_xdist_leaves_an_incomplete_report_and_the_test_it_died_in
     assert "process died" in doc["incomplete"]["reason"]
     (log,) = (tmp_path / "reports").glob("*.log")
     assert log.read_text().splitlines()[-1] == (
-        "started conformance/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]")
+        "started conformance/suite/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]")
     assert "INCOMPLETE" in (tmp_path / "reports" / "latest.md").read_text()
 
 
@@ -100,7 +100,7 @@ def test_crash_with_xdist_names_the_crashed_test_and_the_lost_worker(tmp_path):
     code, out = pytest_run(tmp_path, "--impl", "faulty:Crash", "-n", "2", "-k", "ssd-loss or yolo-layer0.tx")
     assert code == 1, out[-3000:]
     doc = latest(tmp_path)
-    crashed = "conformance/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]"
+    crashed = "conformance/suite/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]"
     assert doc["incomplete"]["crashed"] == [crashed]
     assert any(crashed in w["tests"] for w in doc["incomplete"]["workers_lost"])
     assert doc["incomplete"]["not_run"] == []
@@ -183,8 +183,8 @@ def test_runs_starting_in_the_same_second_get_different_ids(tmp_path):
 
 def test_report_dir_that_cannot_be_created_is_a_usage_error_at_start(tmp_path):
     (tmp_path / "a_file").write_text("")
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "-k", "implementation and S2_truth_equals_prior",
-                           report_dir=tmp_path / "a_file" / "reports", tests="conformance/test_fixtures.py")
+    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "-k", "test_fixture and S2_truth_equals_prior",
+                           report_dir=tmp_path / "a_file" / "reports", tests="conformance/suite/test_fixtures.py")
     assert code == 4, out[-3000:]
     assert f"--report-dir '{tmp_path / 'a_file' / 'reports'}': cannot write reports there" in out
     assert "Traceback" not in out and "passed" not in out
@@ -210,8 +210,8 @@ def test_failing_cases_are_saved_under_the_report_dir(tmp_path):
     (tmp_path / "wrong.py").write_text(WRONG)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "conformance" / "test_fixtures.py"), "-p", "no:cacheprovider",
-           "--rootdir", str(ROOT), "--impl", "wrong:Wrong", "-k", "implementation and (Y1_decode or Y2_single_anchor)",
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "conformance" / "suite" / "test_fixtures.py"), "-p", "no:cacheprovider",
+           "--rootdir", str(ROOT), "--impl", "wrong:Wrong", "-k", "test_fixture and (Y1_decode or Y2_single_anchor)",
            "--report-dir", str(tmp_path / "out")]
     result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})

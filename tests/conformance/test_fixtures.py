@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from conformance import corpus, fixtures
+from conformance.families.ssd import corpus as ssd_corpus
+from conformance.families.yolo import corpus as yolo_corpus
 from conformance.fixtures import FixtureError
 
 
@@ -28,8 +30,8 @@ def _fake_expected(case) -> dict:
             "loss_l": np.asarray(np.pi), "decoded": case.loc * np.e}
 
 
-SMALL = [corpus.y5_two_targets_one_cell(), corpus.y7_three_layers(), corpus.y8_no_targets(),
-         corpus.s13_image_without_truths(), corpus.s12_no_positives(), corpus.s7_custom_variances()]
+SMALL = [yolo_corpus.y5_two_targets_one_cell(), yolo_corpus.y7_three_layers(), yolo_corpus.y8_no_targets(),
+         ssd_corpus.s13_image_without_truths(), ssd_corpus.s12_no_positives(), ssd_corpus.s7_custom_variances()]
 
 
 def _regen(tmp_path, cases=SMALL, check=False):
@@ -195,7 +197,7 @@ def test_regen_removes_files_no_case_writes(tmp_path):
 
 
 def test_corpus_names_unique_and_inputs_are_binary_fractions():
-    cases = corpus.curated() + corpus.generated()
+    cases = [c for c in corpus.all_cases() if not c.name.startswith(("yolo416", "ssd300"))]
     assert len({c.name for c in cases}) == len(cases)
     for c in cases:
         for k, a in fixtures.case_arrays(c).items():
@@ -336,7 +338,7 @@ def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
 
     code, out = pytest_run("--co")
     assert code == 0, out[-3000:]
-    assert "test_yolo.py::test_yolo[" in out and "test_ssd.py::test_ssd[" in out
+    assert "test_properties.py::test_property[" in out and "-yolo]" in out and "-ssd]" in out
     assert "test_reference_reproduces_fixture[Y7_three_layers.npz]" in out
     code, out = pytest_run("-k", "Y7_three_layers or Y8_no_targets or Y5_two_targets_one_cell", "-rf")
     assert code == 1, out[-3000:]
@@ -368,20 +370,21 @@ def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, 
     """Several failing fixtures of one implementation leave one file each, named after the
     case and holding its name; each printed command replays exactly that case."""
     import implementations
-    from conformance import engine
     from conformance.__main__ import main
-    from conformance.engine import PARTS, ConformanceFailure, Target, check
+    from conformance.engine import ConformanceFailure, Subject
+    from conformance.families import BY_NAME
+    from conformance.plugin import check
+    from reference.precision import precision
     (tmp_path / "wrong_loss_c.py").write_text(WRONG_LOSS_C)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(engine, "FAILURES_DIR", None, raising=False)  # repro's default, under tmp_path
     spec = "wrong_loss_c:adapter"
-    target = Target(spec, implementations.load(spec), "cpu", "float64")
-    cases = [corpus.s6_iou_exactly_half(), corpus.s7_custom_variances(), corpus.s11_two_images()]
+    subject = Subject(spec, implementations.load(spec), "cpu", precision("float64"))
+    cases = [ssd_corpus.s6_iou_exactly_half(), ssd_corpus.s7_custom_variances(), ssd_corpus.s11_two_images()]
     commands = {}
     for case in cases:
         with pytest.raises(ConformanceFailure) as info:
-            check(target, "ssd", PARTS, case)
+            check(subject, BY_NAME["ssd"], case, "test_fixture[wrong-cpu-float64]")  # repro's default directory
         commands[case.name] = str(info.value).rsplit("\n", 1)[-1].strip()
     files = sorted(p.name for p in (tmp_path / "reports" / "failures").iterdir())
     assert len(files) == len(cases), files
@@ -402,13 +405,14 @@ def test_generated_failures_keep_the_latest_example_per_test(tmp_path):
     """Hypothesis shrinks by failing again and again: one file per test id, the last case,
     named after its fingerprint (the report's case name)."""
     from conformance import repro
-    from conformance.engine import Target, fingerprint
-    target = Target("x:adapter", None, "cpu", "float64")
-    a, b = replace(corpus.generated_ssd(0), name=""), replace(corpus.generated_ssd(1), name="")
-    repro.save(a, "test_ssd[x-targets]", target, tmp_path)
-    repro.save(corpus.s7_custom_variances(), "test_ssd[x-targets]", target, tmp_path)
-    command = repro.save(b, "test_ssd[x-targets]", target, tmp_path)
+    from conformance.engine import Subject, fingerprint
+    from reference.precision import precision
+    target = Subject("x:adapter", None, "cpu", precision("float64"))
+    a, b = replace(ssd_corpus.generated_ssd(0), name=""), replace(ssd_corpus.generated_ssd(1), name="")
+    repro.save(a, "test_property[x-ssd]", target, tmp_path)
+    repro.save(ssd_corpus.s7_custom_variances(), "test_property[x-ssd]", target, tmp_path)
+    command = repro.save(b, "test_property[x-ssd]", target, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([f"test_ssd_x-targets-{fingerprint(b)[:12]}.npz",
-                            "test_ssd_x-targets-S7_custom_variances.npz"])
-    assert f"test_ssd_x-targets-{fingerprint(b)[:12]}.npz" in command
+    assert names == sorted([f"test_property_x-ssd-{fingerprint(b)[:12]}.npz",
+                            "test_property_x-ssd-S7_custom_variances.npz"])
+    assert f"test_property_x-ssd-{fingerprint(b)[:12]}.npz" in command

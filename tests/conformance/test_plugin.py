@@ -27,8 +27,8 @@ adapter = FirstRowWins()
 
 def run_suite(tmp_path, *args):
     (tmp_path / "first_row.py").write_text(ADAPTER)
-    cmd = [sys.executable, "-m", "pytest", "conformance/test_fixtures.py", "-p", "no:cacheprovider", "-rxXs",
-           "--impl", "first_row:adapter", "-k", "Y5_two_targets_one_cell and implementation",
+    cmd = [sys.executable, "-m", "pytest", "conformance/suite/test_fixtures.py", "-p", "no:cacheprovider", "-rxXs",
+           "--impl", "first_row:adapter", "-k", "Y5_two_targets_one_cell and test_fixture",
            "--report-dir", str(tmp_path / "reports"), *args]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
@@ -118,13 +118,13 @@ class Misshapen(Reference):
 
 
 def test_omitted_keys_are_skips_with_the_reason_and_listed_in_the_report(tmp_path):
-    code, out = pytest_run(tmp_path, {"omitting": OMITTING}, "conformance/test_coverage.py", "-rs",
+    code, out = pytest_run(tmp_path, {"omitting": OMITTING}, "conformance/suite/test_coverage.py", "-rs",
                            "--impl", "omitting:Omitting", "--impl", "omitting:Misshapen")
     assert code == 1, out[-3000:]
     missing_yolo = ["layer0.loss_cls", "layer0.loss_x", "layer0.obj_mask", "layer0.tcls", "layer0.tx"]
     missing_ssd = ["conf_t", "grad_conf", "loss_c"]
     for key in missing_yolo + missing_ssd:
-        family = "SSD" if key in missing_ssd else "YOLO"
+        family = "SSD" if key in missing_ssd else "YOLOv3"
         assert f"omitting-cpu-float64 does not return {key} ({family}): not compared" in out, out[-3000:]
     promised = 22 + 10  # Y1_decode has one layer
     assert f"1 failed, {2 * promised - 8 - 1} passed, 8 skipped" in out, out[-3000:]
@@ -177,7 +177,7 @@ def test_requested_dtype_no_adapter_declares_is_a_usage_error_naming_the_declara
 
 
 def test_without_device_option_what_cannot_run_is_skipped(tmp_path):
-    code, out = pytest_run(tmp_path, {"gpu": GPU}, "conformance/test_coverage.py", "--impl", "gpu:Gpu",
+    code, out = pytest_run(tmp_path, {"gpu": GPU}, "conformance/suite/test_coverage.py", "--impl", "gpu:Gpu",
                            "-k", "gpu-cuda and layer0.tx", "-rs")
     assert code == 0, out[-3000:]
     assert "1 skipped" in out and "gpu on cuda: no CUDA device here" in out

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import strategies as S
+from conformance.families.ssd import strategies as SS
+from conformance.families.yolo import strategies as YS
 from reference.cases import round_to
 
 ry = pytest.importorskip("reference.yolo", reason="reference.yolo not written yet")
@@ -98,34 +100,34 @@ def float32_exact(a) -> bool:
 # ---------------------------------------------------------------- validity
 
 @FAST
-@given(S.yolo_cases())
+@given(YS.yolo_cases())
 def test_yolo_cases_are_valid(case):
     ry.validate(case)
     assert all(np.isfinite(x).all() for x in case.outputs)
 
 
 @FAST
-@given(S.ssd_cases())
+@given(SS.ssd_cases())
 def test_ssd_cases_are_valid(case):
     rs.validate(case)
     assert np.isfinite(case.loc).all() and np.isfinite(case.conf).all()
 
 
 @FAST
-@given(S.yolo_cases(features=tuple(f for f in S.YOLO_FEATURES if f != "near_tie")))
+@given(YS.yolo_cases(features=tuple(f for f in YS.YOLO_FEATURES if f != "near_tie")))
 def test_yolo_inputs_exact_in_float32(case):
     assert float32_exact(case.targets)
     assert all(float32_exact(a) for a in case.anchors)
 
 
 @FAST
-@given(S.ssd_cases(features=tuple(f for f in S.SSD_FEATURES if f != "near_tie")))
+@given(SS.ssd_cases(features=tuple(f for f in SS.SSD_FEATURES if f != "near_tie")))
 def test_ssd_truths_exact_in_float32(case):
     assert all(float32_exact(t) for t in case.truths)
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(S.yolo_cases(), S.ssd_cases())
+@given(YS.yolo_cases(), SS.ssd_cases())
 def test_cases_are_small_by_default(yolo, ssd):
     """Sizes stay within the realistic maxima (G = 13 + 26 layers; SSD300 priors, B = 1)."""
     assert sum(x.size for x in yolo.outputs) <= 1 * 3 * 8 * (13**2 + 26**2)
@@ -138,7 +140,7 @@ def test_typical_sizes_are_small():
 
     @settings(max_examples=100, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(S.yolo_cases(), S.ssd_cases())
+    @given(YS.yolo_cases(), SS.ssd_cases())
     def collect(yolo, ssd):
         sizes["yolo"].append(sum(x.size for x in yolo.outputs))
         sizes["ssd"].append(len(ssd.priors))
@@ -151,11 +153,11 @@ def test_typical_sizes_are_small():
 # ---------------------------------------------------------------- YOLO features reachable
 
 def test_yolo_reaches_shared_cell():
-    assert_rate(S.yolo_cases(features=("shared_cell",)), yolo_shares_cell, 0.7)
+    assert_rate(YS.yolo_cases(features=("shared_cell",)), yolo_shares_cell, 0.7)
 
 
 def test_yolo_reaches_exact_anchor_tie():
-    assert_rate(S.yolo_cases(features=("anchor_tie",)),
+    assert_rate(YS.yolo_cases(features=("anchor_tie",)),
                 lambda c: any((a.anchor_margin == 0).any() for a in yolo_assignments(c)), 0.4)
 
 
@@ -163,8 +165,8 @@ def test_yolo_reaches_wh_iou_exactly_at_ignore_thres():
     def at_threshold(c):
         return any((a.wh_iou == c.settings.ignore_thres).any() for a in yolo_assignments(c))
 
-    assert_rate(S.yolo_cases(features=("ignore_threshold",)), at_threshold, 0.6)
-    case = reach(S.yolo_cases(features=("ignore_threshold",)), at_threshold)
+    assert_rate(YS.yolo_cases(features=("ignore_threshold",)), at_threshold, 0.6)
+    case = reach(YS.yolo_cases(features=("ignore_threshold",)), at_threshold)
     # the same decision in float32: the construction is exact there too
     assert any((a.wh_iou == case.settings.ignore_thres).any()
                for a in yolo_assignments(case, "float32"))
@@ -177,24 +179,24 @@ def test_yolo_reaches_centre_on_cell_boundary():
         inner = (gx == np.floor(gx)) & (gx > 0) & (gx < g)
         return bool(inner.any())
 
-    assert_rate(S.yolo_cases(features=("cell_boundary",)), on_boundary, 0.5)
+    assert_rate(YS.yolo_cases(features=("cell_boundary",)), on_boundary, 0.5)
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_yolo_reaches_centre_at_image_edge(value):
-    reach(S.yolo_cases(features=("cell_boundary",)), lambda c: (c.targets[:, 2] == value).any())
+    reach(YS.yolo_cases(features=("cell_boundary",)), lambda c: (c.targets[:, 2] == value).any())
 
 
 def test_yolo_reaches_tiny_and_extreme_aspect_boxes():
-    reach(S.yolo_cases(features=("tiny_extreme",)),
+    reach(YS.yolo_cases(features=("tiny_extreme",)),
           lambda c: (c.targets[:, 4:6].min(axis=1) <= 2.0**-9).any())
-    reach(S.yolo_cases(features=("tiny_extreme",)),
+    reach(YS.yolo_cases(features=("tiny_extreme",)),
           lambda c: (c.targets[:, 4] / c.targets[:, 5] >= 512).any())
 
 
 def test_yolo_reaches_empty_batch_and_empty_image():
-    reach(S.yolo_cases(), lambda c: len(c.targets) == 0)
-    reach(S.yolo_cases(), lambda c: len(c.targets) > 0
+    reach(YS.yolo_cases(), lambda c: len(c.targets) == 0)
+    reach(YS.yolo_cases(), lambda c: len(c.targets) > 0
           and len(np.unique(c.targets[:, 0])) < c.outputs[0].shape[0])
 
 
@@ -207,12 +209,12 @@ def test_yolo_reaches_float32_decision_flip():
                 return True
         return False
 
-    assert_rate(S.yolo_cases(features=("near_tie",)), flips, 0.1)
+    assert_rate(YS.yolo_cases(features=("near_tie",)), flips, 0.1)
 
 
 @pytest.mark.parametrize("bound", [17, 40])
 def test_yolo_reaches_large_logits(bound):
-    reach(S.yolo_cases(features=("plain",)),
+    reach(YS.yolo_cases(features=("plain",)),
           lambda c: max(np.abs(x).max() for x in c.outputs) >= bound)
 
 
@@ -222,17 +224,17 @@ def test_yolo_reaches_float32_class_tie():
         x = c.outputs[0]
         return not np.array_equal(x, round_to(x, "float32"))
 
-    reach(S.yolo_cases(features=("plain",)), collapses)
+    reach(YS.yolo_cases(features=("plain",)), collapses)
 
 
 def test_yolo_reaches_realistic_layer():
-    reach(S.yolo_cases(features=("plain",), max_layers=1), lambda c: c.outputs[0].shape[2] == 13)
+    reach(YS.yolo_cases(features=("plain",), max_layers=1), lambda c: c.outputs[0].shape[2] == 13)
 
 
 # ---------------------------------------------------------------- SSD features reachable
 
 def test_ssd_reaches_truth_losing_its_forced_prior():
-    assert_rate(S.ssd_cases(features=("shared_best_prior",)), ssd_loses_forced_prior, 0.6)
+    assert_rate(SS.ssd_cases(features=("shared_best_prior",)), ssd_loses_forced_prior, 0.6)
 
 
 def test_ssd_reaches_iou_exactly_at_threshold_on_unforced_prior():
@@ -240,13 +242,13 @@ def test_ssd_reaches_iou_exactly_at_threshold_on_unforced_prior():
         return any(((m.overlap == c.settings.threshold) & np.isfinite(m.threshold_margin)).any()
                    for m in ssd_matches(c))
 
-    assert_rate(S.ssd_cases(features=("threshold_iou",)), exact_threshold, 0.3)
-    case = reach(S.ssd_cases(features=("threshold_iou",)), exact_threshold)
+    assert_rate(SS.ssd_cases(features=("threshold_iou",)), exact_threshold, 0.3)
+    case = reach(SS.ssd_cases(features=("threshold_iou",)), exact_threshold)
     assert exact_threshold(case.astype("float32"))
 
 
 def test_ssd_reaches_iou_exactly_half():
-    reach(S.ssd_cases(features=("threshold_iou",)),
+    reach(SS.ssd_cases(features=("threshold_iou",)),
           lambda c: any((m.overlaps == 0.5).any() for m in ssd_matches(c)))
 
 
@@ -255,11 +257,11 @@ def test_ssd_reaches_two_priors_equally_good():
         return any(((m.best_prior_margin == 0) & (m.overlaps.max(axis=1) > 0)).any()
                    for m in ssd_matches(c))
 
-    assert_rate(S.ssd_cases(features=("tied_priors",)), tied, 0.7)
+    assert_rate(SS.ssd_cases(features=("tied_priors",)), tied, 0.7)
 
 
 def test_ssd_reaches_truth_overlapping_no_prior():
-    assert_rate(S.ssd_cases(features=("no_overlap",)),
+    assert_rate(SS.ssd_cases(features=("no_overlap",)),
                 lambda c: any((m.overlaps.max(axis=1) == 0).any()
                               for m in ssd_matches(c) if m.overlaps.size), 0.6)
 
@@ -269,12 +271,12 @@ def test_ssd_reaches_more_positives_than_negatives():
         return any(2 * (m.matched >= 0)[m.overlap >= c.settings.threshold].sum() > len(c.priors)
                    for m in ssd_matches(c))
 
-    reach(S.ssd_cases(features=("many_positives",)), crowded)
+    reach(SS.ssd_cases(features=("many_positives",)), crowded)
 
 
 def test_ssd_reaches_empty_image_and_empty_batch():
-    reach(S.ssd_cases(features=("no_truths",)), lambda c: sum(len(t) for t in c.truths) == 0)
-    reach(S.ssd_cases(), lambda c: 0 == min(len(t) for t in c.truths) < max(len(t) for t in c.truths))
+    reach(SS.ssd_cases(features=("no_truths",)), lambda c: sum(len(t) for t in c.truths) == 0)
+    reach(SS.ssd_cases(), lambda c: 0 == min(len(t) for t in c.truths) < max(len(t) for t in c.truths))
 
 
 def test_ssd_reaches_tiny_and_extreme_truths():
@@ -285,7 +287,7 @@ def test_ssd_reaches_tiny_and_extreme_truths():
                 return True
         return False
 
-    reach(S.ssd_cases(features=("tiny_extreme",)), extreme)
+    reach(SS.ssd_cases(features=("tiny_extreme",)), extreme)
 
 
 def test_ssd_reaches_float32_match_flip():
@@ -298,7 +300,7 @@ def test_ssd_reaches_float32_match_flip():
                 return True
         return False
 
-    assert_rate(S.ssd_cases(features=("near_tie",)), flips, 0.15)
+    assert_rate(SS.ssd_cases(features=("near_tie",)), flips, 0.15)
 
 
 def test_ssd_reaches_tied_mining_scores():
@@ -312,15 +314,15 @@ def test_ssd_reaches_tied_mining_scores():
                 return True
         return False
 
-    reach(S.ssd_cases(features=("plain",)), tied_scores)
+    reach(SS.ssd_cases(features=("plain",)), tied_scores)
 
 
 def test_ssd_reaches_ssd300_priors():
-    reach(S.ssd_cases(features=("plain",)), lambda c: len(c.priors) == 8732)
+    reach(SS.ssd_cases(features=("plain",)), lambda c: len(c.priors) == 8732)
 
 
 def test_ssd_reaches_saturated_logits():
-    reach(S.ssd_cases(features=("plain",)), lambda c: (np.abs(c.conf) == 30).any())
+    reach(SS.ssd_cases(features=("plain",)), lambda c: (np.abs(c.conf) == 30).any())
 
 
 # ---------------------------------------------------------------- the default mix
@@ -328,8 +330,8 @@ def test_ssd_reaches_saturated_logits():
 @pytest.mark.parametrize("family", ["yolo", "ssd"])
 def test_default_mix_draws_every_feature(family):
     """The default yolo_cases() / ssd_cases() reach every feature within 300 draws."""
-    strategy, features = {"yolo": (S.yolo_cases(), S.YOLO_FEATURES),
-                          "ssd": (S.ssd_cases(), S.SSD_FEATURES)}[family]
+    strategy, features = {"yolo": (YS.yolo_cases(), YS.YOLO_FEATURES),
+                          "ssd": (SS.ssd_cases(), SS.SSD_FEATURES)}[family]
     names = set()
 
     @settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -346,20 +348,20 @@ def test_default_mix_draws_every_feature(family):
 
 def draft_arrays(draft) -> list:
     """Every array a draft holds (YoloDraft: anchors, targets; SsdDraft: priors, truths)."""
-    if isinstance(draft, S.YoloDraft):
+    if isinstance(draft, YS.YoloDraft):
         return list(draft.anchors) + [draft.targets]
     return [draft.priors] + list(draft.truths)
 
 
-@pytest.mark.parametrize("family, feature", [("yolo", f) for f in S.YOLO_FEATURES]
-                         + [("ssd", f) for f in S.SSD_FEATURES])
+@pytest.mark.parametrize("family, feature", [("yolo", f) for f in YS.YOLO_FEATURES]
+                         + [("ssd", f) for f in SS.SSD_FEATURES])
 def test_builders_return_a_new_draft_and_leave_theirs_untouched(family, feature):
     """builder(draft) draws a draft of the same type; the arrays of the draft passed in
     keep their values (builders never write into a draft)."""
     if family == "yolo":
-        drafts, builder = S.yolo_drafts(realistic=False, dyadic=True), S.YOLO_BUILDERS[feature]
+        drafts, builder = YS.yolo_drafts(realistic=False, dyadic=True), YS.YOLO_BUILDERS[feature]
     else:
-        drafts, builder = S.ssd_drafts(realistic=False, dyadic=True), S.SSD_BUILDERS[feature]
+        drafts, builder = SS.ssd_drafts(realistic=False, dyadic=True), SS.SSD_BUILDERS[feature]
 
     @FAST
     @given(st.data())
@@ -395,8 +397,8 @@ def test_array_values_reuse_the_first_period_rotated(shape):
 def test_failing_logits_shrink_to_simple_numbers(family):
     """A case searched for a logit <= -100 shrinks to logits 0 but for the needed -120,
     and SSD offsets to 0: every value is drawn by Hypothesis, so it shrinks."""
-    strategy, logits = {"yolo": (S.yolo_cases(), lambda c: np.concatenate([x.ravel() for x in c.outputs])),
-                        "ssd": (S.ssd_cases(), lambda c: np.concatenate([c.conf.ravel(), c.loc.ravel()]))}[family]
+    strategy, logits = {"yolo": (YS.yolo_cases(), lambda c: np.concatenate([x.ravel() for x in c.outputs])),
+                        "ssd": (SS.ssd_cases(), lambda c: np.concatenate([c.conf.ravel(), c.loc.ravel()]))}[family]
     shrink = settings(SEARCH, phases=[Phase.generate, Phase.shrink])
     case = find(strategy, lambda c: (logits(c) <= -100).any(), settings=shrink)
     assert set(np.unique(logits(case))) == {0.0, -120.0}
@@ -404,14 +406,14 @@ def test_failing_logits_shrink_to_simple_numbers(family):
 
 def test_unknown_features_are_rejected():
     with pytest.raises(InvalidArgument, match="plane"):
-        S.yolo_cases(features=("plain", "plane"))
+        YS.yolo_cases(features=("plain", "plane"))
     with pytest.raises(InvalidArgument, match="empty"):
-        S.ssd_cases(features=())
+        SS.ssd_cases(features=())
 
 
 def test_grid_priors_square_sizes_and_pairs_agree():
     """Sizes given as sides (the corpus) and as (w, h) pairs (the strategies) give one layout."""
-    np.testing.assert_array_equal(S.grid_priors(2, (0.25, 0.5)), S.grid_priors(2, [(0.25, 0.25), (0.5, 0.5)]))
-    p = S.grid_priors(2, [(0.25, 0.5)])
+    np.testing.assert_array_equal(SS.grid_priors(2, (0.25, 0.5)), SS.grid_priors(2, [(0.25, 0.25), (0.5, 0.5)]))
+    p = SS.grid_priors(2, [(0.25, 0.5)])
     np.testing.assert_array_equal(p, [[0.25, 0.25, 0.25, 0.5], [0.75, 0.25, 0.25, 0.5],
                                       [0.25, 0.75, 0.25, 0.5], [0.75, 0.75, 0.25, 0.5]])

@@ -45,8 +45,8 @@ class Outcome:
 
     @property
     def property_failures(self) -> list:
-        """Its failures in the Hypothesis property tests (test_yolo, test_ssd)."""
-        return [f for f in self.failures if f[0].startswith(("test_yolo[", "test_ssd["))]
+        """Its failures in the Hypothesis property tests (test_property)."""
+        return [f for f in self.failures if f[0].startswith("test_property[")]
 
     @property
     def first_property_failure_s(self) -> float | None:

@@ -8,14 +8,14 @@
    negatives the others with a non-zero grad_conf row, the label and the encoding show in
    grad_conf and grad_loc (used only where a tie admits either choice).
 2. Per image, the reference match is computed with its margins. A truth whose best
-   prior is a near-tie at the dtype's precision may be forced onto any of the tied
+   prior is a near-tie at the precision's precision may be forced onto any of the tied
    priors; truths tied over the same priors (identical boxes, boxes that overlap no
    prior) move together, one decision. The engine searches the candidates and keeps the forced
    assignment that best explains the implementation's matches and positives.
 3. ``matched`` and ``pos_mask`` are exact except at priors whose best truth or threshold
    comparison is a near-tie; conf_t and loc_t are then checked on the implementation's
    own admissible choices.
-4. Hard negatives are exact except for priors whose mining score is within the dtype's
+4. Hard negatives are exact except for priors whose mining score is within the precision's
    error of the image's cut-off; the counts must still be right.
 5. Losses and gradients are compared with the reference re-evaluated on the
    implementation's admissible matches, positives and negatives.
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance import tolerances as tol
+from conformance.checks import Check, continuous, discrete
 from reference import ssd as rs
 from reference.cases import SsdCase
-
-from . import tolerances as tol
-from .checks import Check, continuous, discrete
+from reference.precision import Precision, precision
 
 MAX_SWEEPS = 3
 MAX_CANDIDATES = 8
@@ -110,18 +110,18 @@ def _resolve(m, ok, eps):
     return chosen, np.where(forced, mine, mine | alt)
 
 
-def _explain_score(m, ok, impl_pos, threshold, eps, dtype) -> int:
+def _explain_score(m, ok, impl_pos, threshold, eps, prec) -> int:
     """Number of priors where the implementation's match or positive flag is not
     admissible under ``m``."""
     wrong = int((~_resolve(m, ok, eps)[1]).sum()) if len(m.best_prior) else 0
     if impl_pos is not None:
         wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(
-            m.threshold_margin, eps["iou"], dtype)
+            m.threshold_margin, eps["iou"], prec)
         wrong += int(wrong_pos.sum())
     return wrong
 
 
-def _match_image(truths, case, ok, impl_pos, eps, dtype):
+def _match_image(truths, case, ok, impl_pos, eps, prec):
     """The reference Match for one image that best explains the implementation's outputs,
     and the number of truths forced elsewhere than the reference's choice.
 
@@ -153,9 +153,9 @@ def _match_image(truths, case, ok, impl_pos, eps, dtype):
 
     def explain(bp):
         cand = rs.match(truths, case.priors, threshold, best_prior=bp)
-        return cand, _explain_score(cand, ok, impl_pos, threshold, eps, dtype)
+        return cand, _explain_score(cand, ok, impl_pos, threshold, eps, prec)
 
-    best, best_score = m, _explain_score(m, ok, impl_pos, threshold, eps, dtype)
+    best, best_score = m, _explain_score(m, ok, impl_pos, threshold, eps, prec)
     if best_score:  # start from the likeliest candidates
         bp = m.best_prior.copy()
         for g, a in zip(groups, alts):
@@ -204,9 +204,11 @@ def _decided_targets(case, matched, pos):
     return conf_t, np.where(pos[..., None], loc_t.reshape(B, P, 4), 0.0)
 
 
-def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
-    """All checks of one SSD case. ``case`` is already rounded to ``dtype``."""
-    eps, u = tol.decision_eps(dtype), tol.unit(dtype)
+def compare(case: SsdCase, out: dict, prec, parts=("targets", "losses", "gradients")):
+    """All checks of one SSD case. ``case`` is already rounded to ``prec``
+    (a Precision or its name)."""
+    prec = precision(prec)
+    eps, u = tol.decision_eps(prec), prec.u
     impl = {k: np.asarray(v) for k, v in out.items()}
     B, P, _ = case.loc.shape
     impl_pos = _impl_pos(impl)
@@ -216,7 +218,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     matched = np.full((B, P), -1, np.int64)  # the truths the implementation is judged on
     for i, t in enumerate(case.truths):
         ok = _consistent(t, case, i, impl, impl_pos, u)
-        m, ties = _match_image(t, case, ok, None if impl_pos is None else impl_pos[i], eps, dtype)
+        m, ties = _match_image(t, case, ok, None if impl_pos is None else impl_pos[i], eps, prec)
         matches.append(m)
         forced_ties += ties
         matched[i] = m.matched
@@ -224,7 +226,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
             chosen, admissible = _resolve(m, ok, eps)
             adm_match[i] = admissible & (m.overlap != 2)
             matched[i] = np.where(admissible, chosen, m.matched)
-            adm_pos[i] = tol.threshold_tie(m.threshold_margin, eps["iou"], dtype)
+            adm_pos[i] = tol.threshold_tie(m.threshold_margin, eps["iou"], prec)
     ref = rs.targets(case, matches)
     pos = ref["pos_mask"] if impl_pos is None else np.where(adm_pos, impl_pos, ref["pos_mask"])
     conf_t, loc_t = _decided_targets(case, matched, pos)
@@ -237,7 +239,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
     checks: list[Check] = []
     if "targets" in parts:
         checks += _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg,
-                                 forced_ties, score_eps, case, dtype)
+                                 forced_ties, score_eps, case, prec)
     if "losses" in parts or "gradients" in parts:
         loss = rs.multibox_loss(case.loc, case.conf, loc_t, conf_t, pos, neg)
         n_pos = max(int(pos.sum()), 1)
@@ -250,7 +252,7 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
             bc = ce_err[sel].sum() / n_pos + tol.sum_factor(int(sel.sum())) * u * float(loss["loss_c"])
             for key, bound in (("loss_l", bl), ("loss_c", bc)):
                 if key in impl:
-                    checks.append(continuous(key, impl[key], loss[key], tol.SAFETY * bound, dtype, ties=ties))
+                    checks.append(continuous(key, impl[key], loss[key], tol.SAFETY * bound, prec, ties=ties))
         if "gradients" in parts:
             gl = tol.allowed(loss["grad_loc"], u, rtol=4 * u) + tol.SAFETY * np.where(
                 pos[..., None], loc_err / n_pos, 0)
@@ -258,13 +260,13 @@ def compare(case: SsdCase, out: dict, dtype: str, parts=("targets", "losses", "g
                 sel, ce_err / n_pos, 0)[..., None]
             for key, bound in (("grad_loc", gl), ("grad_conf", gc)):
                 if key in impl:
-                    checks.append(continuous(key, impl[key], loss[key], bound, dtype, ties=ties))
+                    checks.append(continuous(key, impl[key], loss[key], bound, prec, ties=ties))
     return checks
 
 
 def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg, forced_ties,
-                   score_eps, case, dtype):
-    u = tol.unit(dtype)
+                   score_eps, case, prec):
+    u = prec.u
     checks = []
     if "matched" in impl:
         checks.append(discrete("matched", impl["matched"], ref["matched"], admissible=adm_match,
@@ -275,7 +277,7 @@ def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, ad
         checks.append(discrete("conf_t", impl["conf_t"], conf_t))
     if "loc_t" in impl:
         checks.append(continuous("loc_t", impl["loc_t"], loc_t, tol.SAFETY * loc_t_bound(loc_t, case, pos, u),
-                                 dtype, where=np.broadcast_to(pos[..., None], loc_t.shape)))
+                                 prec, where=np.broadcast_to(pos[..., None], loc_t.shape)))
     if "neg_mask" in impl:
         checks.append(discrete("neg_mask", impl["neg_mask"].astype(bool), mining.neg_mask, admissible=adm_neg))
         # The mined set holds num_neg priors, positives (score 0) included; positives inside
@@ -288,7 +290,7 @@ def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, ad
         checks.append(discrete("neg_count", mined, ref_count, admissible=ok))
     if "decoded" in impl:
         ref_dec = rs.decode(case.loc, case.priors, case.settings.variances)
-        checks.append(continuous("decoded", impl["decoded"], ref_dec, decoded_bound(ref_dec, case, u), dtype))
+        checks.append(continuous("decoded", impl["decoded"], ref_dec, decoded_bound(ref_dec, case, u), prec))
     return checks
 
 

@@ -2,7 +2,7 @@
 
 For each layer:
 1. The reference's assignment (best anchor and cell per target) is computed with its
-   margins. A decision whose margin is below the dtype's decision epsilon has several
+   margins. A decision whose margin is below the precision's decision epsilon has several
    admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
    cy) are one decision. The engine tries each combination (beyond MAX_COMBINATIONS, one
    decision at a time) and keeps the one that best explains the implementation: fewest obj_mask differences,
@@ -20,11 +20,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from conformance import tolerances as tol
+from conformance.checks import Check, continuous, discrete
 from reference import yolo as ry
-from reference.cases import YoloCase, round_to
-
-from . import tolerances as tol
-from .checks import Check, continuous, discrete
+from reference.cases import YoloCase
+from reference.outputs import layer_key
+from reference.precision import Precision, precision
 
 MAX_COMBINATIONS = 256  # beyond, decisions are improved one at a time
 MAX_SWEEPS = 3
@@ -57,7 +58,7 @@ def _decisions(assignment, targets, grid, eps):
     return out
 
 
-def _distance(case, k, impl, a, built, eps, dtype):
+def _distance(case, k, impl, a, built, eps, prec):
     """How far the implementation's layer targets (tx .. th, tcls at obj cells) are from
     ``built``; without them, how badly its losses and gradient fail against the reference
     re-evaluated on ``a`` (number of failing checks, then their summed excess): raw
@@ -67,11 +68,11 @@ def _distance(case, k, impl, a, built, eps, dtype):
     if keys:
         return (0, float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum()
                              for key in keys)))
-    failed = [c for c in _judge(case, k, impl, a, built, 0, eps, dtype, ("losses", "gradients"))[0] if not c.passed]
+    failed = [c for c in _judge(case, k, impl, a, built, 0, eps, prec, ("losses", "gradients"))[0] if not c.passed]
     return (len(failed), float(sum(min(c.ratio, 1e300) for c in failed)))
 
 
-def _choose(case, k, impl, eps, dtype):
+def _choose(case, k, impl, eps, prec):
     """The reference assignment that best explains the implementation's layer-k outputs
     ``impl`` (keys without the layer prefix): fewest obj_mask differences, then the
     nearest targets (or the losses and gradient that pass best)."""
@@ -92,7 +93,7 @@ def _choose(case, k, impl, eps, dtype):
         a = replace(nominal, **fields)
         built = ry.build_targets(*args, a)
         mismatched = 0 if impl_obj is None else int(np.sum(np.asarray(impl_obj, bool) != built["obj_mask"]))
-        return (a, built), (mismatched, *_distance(case, k, impl, a, built, eps, dtype))
+        return (a, built), (mismatched, *_distance(case, k, impl, a, built, eps, prec))
 
     def explained(score):
         return score[:2] == (0, 0) and score[2] <= close
@@ -138,62 +139,64 @@ def _impl_noobj(impl, built, num_classes):
     return (impl["grad"].reshape(B, A, num_classes + 5, G, G)[:, :, 4] != 0) & ~built["obj_mask"]
 
 
-def _noobj_admissible(a, targets, shape, eps, dtype):
+def _noobj_admissible(a, targets, shape, eps, prec):
     """Cells whose noobj bit hangs on a near-tie ignore comparison."""
     adm = np.zeros(shape, bool)
-    t, anc = np.nonzero(tol.threshold_tie(a.ignore_margin, eps["iou"], dtype))
+    t, anc = np.nonzero(tol.threshold_tie(a.ignore_margin, eps["iou"], prec))
     b = targets[t, 0].astype(np.int64)
     adm[b, anc, a.gj[t], a.gi[t]] = True
     return adm
 
 
-def compare(case: YoloCase, out: dict, dtype: str, parts=("targets", "losses", "gradients")):
-    """All checks of one YOLOv3 case. ``case`` is already rounded to ``dtype``."""
-    eps = tol.decision_eps(dtype)
+def compare(case: YoloCase, out: dict, prec, parts=("targets", "losses", "gradients")):
+    """All checks of one YOLOv3 case. ``case`` is already rounded to ``prec``
+    (a Precision or its name)."""
+    prec = precision(prec)
+    eps = tol.decision_eps(prec)
     checks: list[Check] = []
     total, total_ties = None, 0  # the admissible totals summed over layers
     for k in range(len(case.outputs)):
-        pre = f"layer{k}."
+        pre = layer_key(k, "")
         impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
-        a, built, ties = _choose(case, k, impl, eps, dtype)
-        layer_checks, layer_total = _judge(case, k, impl, a, built, ties, eps, dtype, parts)
+        a, built, ties = _choose(case, k, impl, eps, prec)
+        layer_checks, layer_total = _judge(case, k, impl, a, built, ties, eps, prec, parts)
         checks += layer_checks
         if layer_total is not None:
             total = layer_total if total is None else total + layer_total
             total_ties += ties
     if "losses" in parts and "loss_total" in out:
-        checks.append(_set_check("loss_total", out["loss_total"], total, dtype, total_ties))
+        checks.append(_set_check("loss_total", out["loss_total"], total, prec, total_ties))
     return checks
 
 
-def _judge(case, k, impl, a, built, ties, eps, dtype, parts):
+def _judge(case, k, impl, a, built, ties, eps, prec, parts):
     """The checks of layer k's outputs ``impl`` (keys without the layer prefix) against the
     reference built on assignment ``a``, and the layer's admissible loss_total (None
     without the losses part)."""
-    x, pre = case.outputs[k], f"layer{k}."
+    x, pre = case.outputs[k], layer_key(k, "")
     evaluated = dict(built)
-    noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, dtype)
+    noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, prec)
     impl_noobj = _impl_noobj(impl, built, case.num_classes)
     if impl_noobj is not None:  # its own choice where an ignore near-tie admits either
         evaluated["noobj_mask"] = np.where(noobj_adm, impl_noobj, built["noobj_mask"])
     checks, total = [], None
     if "targets" in parts:
-        checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype)
+        checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec)
     if "losses" in parts:
-        ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=dtype)
-        sets = loss_sets(x, evaluated, case, k, ref_losses, dtype)
-        checks += [_set_check(pre + key, impl[key], sets[key], dtype, ties) for key in ref_losses if key in impl]
+        ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=prec.name)
+        sets = loss_sets(x, evaluated, case, k, ref_losses, prec)
+        checks += [_set_check(pre + key, impl[key], sets[key], prec, ties) for key in ref_losses if key in impl]
         total = sets["loss_total"]
     if "gradients" in parts and "grad" in impl:
-        g = ry.gradient(x, evaluated, case.settings, prob_dtype=dtype)
-        p = _probabilities(x, case.num_classes, dtype)
-        checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, dtype),
-                                 dtype, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
+        g = ry.gradient(x, evaluated, case.settings, prob_dtype=prec.name)
+        p = _probabilities(x, case.num_classes, prec)
+        checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, prec),
+                                 prec, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
     return checks, total
 
 
-def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
-    pre, x, u = f"layer{k}.", case.outputs[k], tol.unit(dtype)
+def _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec):
+    pre, x, u = layer_key(k, ""), case.outputs[k], prec.u
     grid = x.shape[-1]
     obj = built["obj_mask"]
     checks = []
@@ -214,55 +217,55 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, dtype):
     for key in ("tx", "ty"):
         if key in impl:
             checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, atol=u * grid),
-                                     dtype, where=obj, ties=ties))
+                                     prec, where=obj, ties=ties))
     for key in ("tw", "th"):
         if key in impl:
             checks.append(continuous(pre + key, impl[key], built[key],
-                                     tol.SAFETY * size_target_error(built[key], case, k, dtype),
-                                     dtype, where=obj, ties=ties))
+                                     tol.SAFETY * size_target_error(built[key], case, k, prec),
+                                     prec, where=obj, ties=ties))
     # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
     # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
     if "iou_scores" in impl:
         tmax = float(np.abs(x).max(initial=0))
         checks.append(continuous(pre + "iou_scores", impl["iou_scores"], built["iou_scores"],
                                  tol.allowed(built["iou_scores"], u, 8 * u * (grid + 1 + tmax)),
-                                 dtype, where=obj, ties=ties))
+                                 prec, where=obj, ties=ties))
     if "output" in impl:
         ref = ry.decode(x, case.anchors[k], case.num_classes, case.img_dim)
-        overflow = np.where(np.abs(ref) > tol.LARGEST[dtype], np.copysign(np.inf, ref), ref)  # exp(t)·anchor
-        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, k, dtype), dtype,
+        overflow = np.where(np.abs(ref) > prec.largest, np.copysign(np.inf, ref), ref)  # exp(t)·anchor
+        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, k, prec), prec,
                                  alternatives=(overflow,)))
     return checks
 
 
-def size_target_error(tw, case, k, dtype):
+def size_target_error(tw, case, k, prec):
     """Error of tw = log(gw / aw + 1e-16): gw / aw carries ≤ 4 roundings (w·G, anchor /
     stride twice, the division), so 4u absolute after the log; the log itself adds
-    transcendental(dtype)·u·|tw|, or, where an implementation takes log gw − log aw, that
+    transcendental(prec)·u·|tw|, or, where an implementation takes log gw − log aw, that
     much of |log gw| + |log aw| ≤ |tw| + 2|log aw|."""
-    u, grid = tol.unit(dtype), case.outputs[k].shape[-1]
+    u, grid = prec.u, case.outputs[k].shape[-1]
     log_aw = float(np.abs(np.log(case.anchors[k] * grid / case.img_dim)).max())
-    return 4 * u + tol.transcendental(dtype) * u * (np.abs(tw) + 2 * log_aw)
+    return 4 * u + prec.transcendental * u * (np.abs(tw) + 2 * log_aw)
 
 
-def output_bound(x, ref, case, k, dtype):
+def output_bound(x, ref, case, k, prec):
     """Decoded output: xy = (σ + cell)·stride has error ≤ 3u·img_dim; wh = exp(t)·anchor has
-    relative error (|t| + transcendental(dtype))u, and exp(t) may underflow below the
+    relative error (|t| + transcendental(prec))u, and exp(t) may underflow below the
     smallest normal number (absolute error that much times the anchor); conf and cls are σ
     outputs, relative 2u."""
-    u = tol.unit(dtype)
+    u = prec.u
     t = _logits(x, case.num_classes).reshape(ref.shape)
     bound = np.empty_like(ref)
     bound[..., :2] = 3 * u * case.img_dim
-    bound[..., 2:4] = ((np.abs(t[..., 2:4]) + tol.transcendental(dtype)) * u * np.abs(ref[..., 2:4])
-                       + tol.SMALLEST_NORMAL[dtype] * float(np.max(case.anchors[k])))
+    bound[..., 2:4] = ((np.abs(t[..., 2:4]) + prec.transcendental) * u * np.abs(ref[..., 2:4])
+                       + prec.smallest_normal * float(np.max(case.anchors[k])))
     bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
     return tol.SAFETY * bound
 
 
-def _probabilities(x, num_classes, dtype):
-    """(B, A, G, G, 1 + C): σ of the conf and class logits, rounded to ``dtype`` (Y10)."""
-    return round_to(ry.sigmoid(_logits(x, num_classes)[..., 4:]), dtype)
+def _probabilities(x, num_classes, prec):
+    """(B, A, G, G, 1 + C): σ of the conf and class logits, rounded to ``prec`` (Y10)."""
+    return prec.round(ry.sigmoid(_logits(x, num_classes)[..., 4:]))
 
 
 def _logits(x, num_classes):
@@ -271,28 +274,28 @@ def _logits(x, num_classes):
     return np.moveaxis(x.reshape(B, AC // (num_classes + 5), num_classes + 5, G, G), 2, -1)
 
 
-def bce_values(z, t, dtype, clamp):
-    """Admissible values of the clamped BCE term bce(σ(z), t), t ∈ {0, 1}, in ``dtype`` (Y10).
+def bce_values(z, t, prec, clamp):
+    """Admissible values of the clamped BCE term bce(σ(z), t), t ∈ {0, 1}, in ``prec`` (Y10).
 
     Returns (lo, hi, alt), each shaped like z: the term lies in [lo, hi], or, where alt is
     set, equals −clamp exactly. The term depends on s = σ(−|z|) ≤ 1/2, the distance of p
     from 0 (z < 0) or from 1 (z ≥ 0): 1 − p' is exact on the grid k·u for p' ≥ 1/2, p' < 1/2
-    has the dtype's own spacing. [lo, hi] is the term for s' within two steps of s
+    has the precision's own spacing. [lo, hi] is the term for s' within two steps of s
     (σ's own error), plus the log's rounding. When s' = 0 is a faithful rounding of s
     (s below one step), or p < the smallest normal (flush to zero), the "far" log
     (log(1 − p) with p → 1, log p with p → 0) is infinite and the term jumps to −clamp:
     that alternative is the only value where s rounds to nearest to 0, and nothing in
     between is admissible.
     """
-    u, c = tol.unit(dtype), -clamp
+    u, c = prec.u, -clamp
     z, t = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(t, np.float64))
     near_one = z >= 0
     s = ry.sigmoid(-np.abs(z))
-    step = np.where(near_one, u, tol.spacing(s, dtype))
-    rn = np.where(near_one, np.rint(s / u) * u, round_to(s, dtype))
+    step = np.where(near_one, u, prec.spacing(s))
+    rn = np.where(near_one, np.rint(s / u) * u, prec.round(s))
     lo_s, hi_s = np.maximum(rn - 2 * step, 0.0), rn + 2 * step
     far = near_one != (t == 1)  # the log that saturates: of 1 − p near 1, of p near 0
-    smallest = np.where(near_one, u, tol.SMALLEST_SUBNORMAL[dtype])
+    smallest = np.where(near_one, u, prec.smallest_subnormal)
     with np.errstate(divide="ignore"):
         lo_far = np.minimum(-np.log(hi_s), c)
         hi_far = np.minimum(-np.log(np.maximum(lo_s, smallest)), c)
@@ -300,29 +303,29 @@ def bce_values(z, t, dtype, clamp):
     saturated = far & (rn == 0)
     lo = np.where(saturated, c, np.where(far, lo_far, lo_near))
     hi = np.where(saturated, c, np.where(far, hi_far, hi_near))
-    alt = far & ~saturated & ((s < step) | (~near_one & (s < tol.SMALLEST_NORMAL[dtype])))
-    err = tol.SAFETY * (tol.transcendental(dtype) * u * np.abs(hi) + 2 * u)
+    alt = far & ~saturated & ((s < step) | (~near_one & (s < prec.smallest_normal)))
+    err = tol.SAFETY * (prec.transcendental * u * np.abs(hi) + 2 * u)
     return lo - err, hi + err, alt
 
 
-def _bce_mean(z, t, mask, dtype, clamp):
+def _bce_mean(z, t, mask, prec, clamp):
     """Admissible values of the mean of bce(σ(z), t) over ``mask``, with the sum's rounding."""
     n = int(mask.sum())
     if n == 0:
         return tol.Intervals.around(0.0)
-    lo, hi, alt = bce_values(z[mask], t[mask], dtype, clamp)
+    lo, hi, alt = bce_values(z[mask], t[mask], prec, clamp)
     mean = tol.Intervals.choice_sum(lo, hi, alt, -clamp) * (1.0 / n)
-    return mean + tol.Intervals.around(0.0, tol.SAFETY * tol.sum_factor(n) * tol.unit(dtype) * mean.hi[-1])
+    return mean + tol.Intervals.around(0.0, tol.SAFETY * tol.sum_factor(n) * prec.u * mean.hi[-1])
 
 
-def loss_sets(x, built, case, k, ref_losses, dtype):
+def loss_sets(x, built, case, k, ref_losses, prec):
     """Admissible values (``tol.Intervals``) of every loss term of one layer.
 
     MSE terms: each difference carries error ε (σ: 2u; tx: u·G; tw: 4u + u|tw|);
     mean(2|d|ε + ε²) ≤ 2ε·sqrt(loss) + ε² by Cauchy–Schwarz. BCE terms: each element one
     of the values of ``bce_values``, so the means are unions of intervals.
     """
-    u = tol.unit(dtype)
+    u = prec.u
     G = x.shape[-1]
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     n_obj = int(obj.sum())
@@ -331,16 +334,16 @@ def loss_sets(x, built, case, k, ref_losses, dtype):
     for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
                              ("loss_w", "tw", None), ("loss_h", "th", None)):
         if eps is None:
-            eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, dtype))
+            eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, prec))
         loss = float(ref_losses[key])
         bound = 2 * eps * np.sqrt(loss) + eps**2 + tol.sum_factor(n_obj) * u * loss if n_obj else 0.0
         sets[key] = tol.Intervals.around(loss, tol.SAFETY * bound)
     z = _logits(x, case.num_classes)
     clamp = settings.log_clamp
-    sets["loss_conf_obj"] = _bce_mean(z[..., 4], np.ones(obj.shape), obj, dtype, clamp)
-    sets["loss_conf_noobj"] = _bce_mean(z[..., 4], np.zeros(obj.shape), noobj, dtype, clamp)
+    sets["loss_conf_obj"] = _bce_mean(z[..., 4], np.ones(obj.shape), obj, prec, clamp)
+    sets["loss_conf_noobj"] = _bce_mean(z[..., 4], np.zeros(obj.shape), noobj, prec, clamp)
     sets["loss_cls"] = _bce_mean(z[..., 5:], built["tcls"], np.broadcast_to(obj[..., None], built["tcls"].shape),
-                                 dtype, clamp)
+                                 prec, clamp)
 
     def rounding(key, ops):
         return tol.Intervals.around(0.0, tol.SAFETY * ops * u * abs(float(ref_losses[key])))
@@ -354,12 +357,12 @@ def loss_sets(x, built, case, k, ref_losses, dtype):
     return sets
 
 
-def _set_check(quantity, actual, admissible, dtype, ties):
+def _set_check(quantity, actual, admissible, prec, ties):
     """Check ``actual`` against the nearest admissible value (one more rounding allowed)."""
     actual = np.asarray(actual, dtype=np.float64)
     expected = admissible.nearest(float(actual)) if actual.shape == () else float(admissible.lo[0])
     note = f"admissible values (Y10): {admissible!r}" if len(admissible.lo) > 1 else ""
-    return continuous(quantity, actual, expected, tol.SAFETY * tol.unit(dtype) * abs(expected), dtype, ties=ties,
+    return continuous(quantity, actual, expected, tol.SAFETY * prec.u * abs(expected), prec, ties=ties,
                       note=note)
 
 
@@ -374,14 +377,14 @@ def bce_loss_gradient(g, p):
     return g * np.moveaxis(scale, -1, 2).reshape(g.shape)
 
 
-def grad_bound(x, p, built, g, case, k, dtype):
+def grad_bound(x, p, built, g, case, k, prec):
     """Gradient of one layer: each element is a short chain (≤ 8 roundings) of its own
     inputs, so relative error 8u, plus the error of its target scaled by the mean's 2/n
     (tx: u·G, tw: ``size_target_error``) and, for BCE terms, the conditioning of p (from
     ``_probabilities``) near 0 or 1:
     where the rounded probability sits within a few ulps of a clamp the derivative is
     ill-conditioned and may be anything between 0 and its unclamped value."""
-    u = tol.unit(dtype)
+    u = prec.u
     B, AC, G, _ = x.shape
     C = case.num_classes
     A = AC // (C + 5)
@@ -390,7 +393,7 @@ def grad_bound(x, p, built, g, case, k, dtype):
     bound = np.moveaxis((8 * u * np.abs(g)).reshape(B, A, C + 5, G, G), 2, -1).copy()
     tw_max = float(np.abs(np.stack([built["tw"], built["th"]])[:, obj]).max(initial=0))
     bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
-    bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, dtype), 0)[..., None]
+    bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, prec), 0)[..., None]
     n_noobj = max(int(built["noobj_mask"].sum()), 1)
     weight = np.concatenate([
         (case.settings.obj_scale / n_obj * obj + case.settings.noobj_scale / n_noobj * built["noobj_mask"])[..., None],

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from conformance import fixtures
-from conformance.engine import PARTS, check, family_of
-from reference import ssd as rs
-from reference import yolo as ry
+from conformance.families import family_of
 
 BROKEN: list = []  # FixtureError of every file that cannot be loaded
 FIXTURES = fixtures.load_all(errors=BROKEN) + [(Path(e.path).name, None, e) for e in BROKEN]
@@ -31,7 +29,7 @@ def _loaded(case, expected) -> None:
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
 def test_reference_reproduces_fixture(name, case, expected):
     _loaded(case, expected)
-    got = (rs if family_of(case) == "ssd" else ry).evaluate(case)
+    got = family_of(case).evaluate(case)
     assert sorted(got) == sorted(expected), f"{name}: keys differ"
     for key, want in expected.items():
         if want.dtype.kind in "fc":
@@ -41,6 +39,6 @@ def test_reference_reproduces_fixture(name, case, expected):
 
 
 @pytest.mark.parametrize("name,case,expected", FIXTURES, ids=IDS)
-def test_implementation_on_fixture(target, name, case, expected, record):
+def test_fixture(subject, name, case, expected, verify):
     _loaded(case, expected)
-    check(target, family_of(case), PARTS, case, record)
+    verify(subject, family_of(case), case, f"test_fixture[{subject.id}-{name}]")

@@ -1,0 +1,68 @@
+"""What the suite knows about one loss family, as one record; the registry is
+conformance/families/__init__.py.
+
+The engine, the fixtures, the pytest plugin, the report and repro iterate over the
+registry and name no family: a new loss is a folder ``conformance/families/<name>/``
+whose ``__init__.py`` builds a ``Family`` called ``FAMILY``, plus one name in the registry.
+An adapter covers a family by having a method named ``family.name``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+PARTS = ("targets", "losses", "gradients")  # what a family's outputs are grouped into
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # "yolo": the adapter's method, test ids, report rows
+    title: str  # "YOLOv3": messages
+    case_type: type  # the frozen dataclass of one case's inputs, with ``name`` and ``astype(dtype)``
+    evaluate: Callable  # (case) -> {key: np.ndarray}: the reference's value of every key
+    validate: Callable  # (case) -> None; raises reference.errors.InvalidInputError
+    parts: Callable  # (case) -> {part: tuple of keys} for every part of PARTS: the key schema
+    shapes: Callable  # (case) -> {key: shape} the adapter protocol promises for this case
+    compare: Callable  # (case, outputs, Precision, parts) -> [checks.Check]; case rounded already
+    cases: object  # a Hypothesis SearchStrategy of valid cases
+    corpus: Callable  # () -> [case]: the golden fixture cases, unique names
+    to_arrays: Callable  # (case) -> {"input.*": np.ndarray}: the fixture format of the inputs
+    from_arrays: Callable  # (arrays, name) -> case; inverse of to_arrays
+    input_problem: Callable  # (arrays) -> str | None: why arrays holding ``input_key`` are not a case
+    input_key: str  # an input array only this family's fixture files hold
+    probe: str  # a small fixture case (name) the coverage tests call every adapter on
+
+    def __repr__(self) -> str:
+        return f"Family({self.name!r})"
+
+    def keys(self, case) -> tuple:
+        """Every key the adapter protocol promises for ``case``, part by part."""
+        return tuple(k for keys in self.parts(case).values() for k in keys)
+
+    def part_of(self, case) -> dict:
+        """{key: part} for ``case``."""
+        return {k: part for part, keys in self.parts(case).items() for k in keys}
+
+
+# ---------------------------------------------------------------- helpers for fixture codecs
+
+def scalar(value, dtype) -> np.ndarray:
+    """``value`` as a 0-d array of ``dtype`` (fixture settings and counts)."""
+    return np.asarray(value, dtype=dtype).reshape(())
+
+
+def missing_or_malformed(arrays, required, scalars=(), integers=()) -> str | None:
+    """The first problem of ``arrays``: a key of ``required`` or ``scalars`` missing, a key of
+    ``scalars`` holding more than one value, a key of ``integers`` not of an integer dtype."""
+    missing = [k for k in (*required, *scalars) if k not in arrays]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for k in scalars:
+        if np.size(arrays[k]) != 1:
+            return f"{k} has shape {np.shape(arrays[k])}, expected one value"
+    for k in integers:
+        if k in arrays and np.asarray(arrays[k]).dtype.kind not in "iu":
+            return f"{k} has dtype {np.asarray(arrays[k]).dtype}, expected int64"
+    return None
