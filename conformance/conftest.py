@@ -153,7 +153,27 @@ def _item_adapter_name(item) -> str | None:
     return target.adapter.name if target else None
 
 
+_MODULE_FAMILY = {"test_yolo": "yolo", "test_ssd": "ssd"}  # test module (file stem) -> the family it tests
+
+
+def _item_properties(item) -> list:
+    """("impl", name), ("device", d), ("dtype", t), ("family", "yolo"|"ssd") of a conformance
+    test (the tolerance report's summary reads them from the TestReport), [] for other tests."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    if not params or not ("target" in params or "promised" in params):
+        return []
+    if "promised" in params:
+        target, family, _ = params["promised"]
+    elif params.get("case") is not None:  # test_fixtures.py: the fixture's family
+        target, family = params["target"], engine.family_of(params["case"])
+    else:  # test_yolo.py, test_ssd.py; a fixture file that cannot be loaded has no family
+        target, family = params["target"], _MODULE_FAMILY.get(item.path.stem, "unknown")
+    return [("impl", target.adapter.name), ("device", target.device), ("dtype", target.dtype), ("family", family)]
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.user_properties.extend(_item_properties(item))
     for path, number, pattern, reason, name in config.stash[_XFAILS_KEY]:
         hits = [item for item in items
                 if fnmatch.fnmatch(item.nodeid, pattern) or fnmatch.fnmatch(item.name, pattern)
