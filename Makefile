@@ -1,6 +1,6 @@
 # `make conformance`: the conformance suite on the bundled implementations.
 # `make test`: the project's own tests. Both install what they need first.
-# `make lint`: ruff (configured in pyproject.toml).
+# `make lint`: ruff lint and format check (configured in pyproject.toml).
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
@@ -18,6 +18,7 @@ test: setup
 
 lint: setup
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 regen: setup
 	$(PYTHON) -m conformance regen

@@ -12,6 +12,7 @@ The reference is ``reference.ssd.evaluate`` / ``reference.yolo.evaluate`` (float
 validation and analytic gradients); torch is ``torch_ssd.multibox_loss`` /
 ``torch_yolo.yolo_loss`` plus ``backward()`` on tensors made once before timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,11 @@ from reference import yolo as reference_yolo
 from reference.cases import SsdCase, YoloCase
 from reference.priors import COCO_300, prior_boxes
 
-YOLO_LAYERS = ((13, ((116, 90), (156, 198), (373, 326))),
-               (26, ((30, 61), (62, 45), (59, 119))),
-               (52, ((10, 13), (16, 30), (33, 23))))
+YOLO_LAYERS = (
+    (13, ((116, 90), (156, 198), (373, 326))),
+    (26, ((30, 61), (62, 45), (59, 119))),
+    (52, ((10, 13), (16, 30), (33, 23))),
+)
 
 
 def ssd_case(batch: int, num_classes: int, objects: int, seed: int = 0) -> SsdCase:
@@ -41,9 +44,12 @@ def ssd_case(batch: int, num_classes: int, objects: int, seed: int = 0) -> SsdCa
         xy = rng.uniform(0, 0.7, (objects, 2))
         wh = rng.uniform(0.05, 0.3, (objects, 2))
         truths.append(np.column_stack([xy, xy + wh, rng.integers(0, num_classes - 1, objects)]))
-    case = SsdCase(loc=rng.normal(size=(batch, len(priors), 4)),
-                   conf=rng.normal(size=(batch, len(priors), num_classes)),
-                   priors=priors, truths=tuple(truths))
+    case = SsdCase(
+        loc=rng.normal(size=(batch, len(priors), 4)),
+        conf=rng.normal(size=(batch, len(priors), num_classes)),
+        priors=priors,
+        truths=tuple(truths),
+    )
     return case.astype("float32")
 
 
@@ -53,10 +59,15 @@ def yolo_case(batch: int, num_classes: int, objects: int, seed: int = 0) -> Yolo
     outputs = tuple(rng.normal(size=(batch, 3 * (num_classes + 5), g, g)) for g, _ in YOLO_LAYERS)
     anchors = tuple(np.array(a, dtype=np.float64) for _, a in YOLO_LAYERS)
     n = batch * objects
-    targets = np.column_stack([np.repeat(np.arange(batch), objects), rng.integers(0, num_classes, n),
-                               rng.uniform(0, 1, (n, 2)), rng.uniform(0.02, 0.6, (n, 2))])
-    case = YoloCase(outputs=outputs, anchors=anchors, targets=targets,
-                    num_classes=num_classes, img_dim=416.0)
+    targets = np.column_stack(
+        [
+            np.repeat(np.arange(batch), objects),
+            rng.integers(0, num_classes, n),
+            rng.uniform(0, 1, (n, 2)),
+            rng.uniform(0.02, 0.6, (n, 2)),
+        ]
+    )
+    case = YoloCase(outputs=outputs, anchors=anchors, targets=targets, num_classes=num_classes, img_dim=416.0)
     return case.astype("float32")
 
 
@@ -86,6 +97,7 @@ def torch_ssd_step(case: SsdCase):
         loc, conf = loc0.clone().requires_grad_(), conf0.clone().requires_grad_()
         out = torch_ssd.multibox_loss(loc, conf, priors, truths, case.settings)
         (out["loss_l"] + out["loss_c"]).backward()
+
     return step
 
 
@@ -97,9 +109,9 @@ def torch_yolo_step(case: YoloCase):
 
     def step():
         xs = [x.clone().requires_grad_() for x in xs0]
-        _, total = torch_yolo.yolo_loss(xs, anchors, targets, case.num_classes, case.img_dim,
-                                        case.settings)
+        _, total = torch_yolo.yolo_loss(xs, anchors, targets, case.num_classes, case.img_dim, case.settings)
         total.backward()
+
     return step
 
 
@@ -107,26 +119,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a fast check")
     parser.add_argument("--repeat", type=int, default=7, help="timed rounds per case")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: NumPy's loss code is single-threaded, "
-                             "and spinning threads on a busy shared machine distort the timing)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: NumPy's loss code is single-threaded, "
+        "and spinning threads on a busy shared machine distort the timing)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ssd_sizes, yolo_sizes = ((4, 21, 3), (2, 20, 3)) if args.quick else ((32, 81, 8), (16, 80, 8))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"numpy {np.__version__}, repeat {args.repeat}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}, repeat {args.repeat}")
     print(f"{'case':44s} {'reference ms':>13s} {'torch ms':>10s} {'ref/torch':>10s} {'per round':>12s}")
-    rows = [(f"SSD300 COCO B={ssd_sizes[0]} C={ssd_sizes[1]} {ssd_sizes[2]} obj/img",
-             ssd_case(*ssd_sizes), reference_ssd.evaluate, torch_ssd_step),
-            (f"YOLOv3-416 x3 B={yolo_sizes[0]} C={yolo_sizes[1]} {yolo_sizes[2]} obj/img",
-             yolo_case(*yolo_sizes), lambda c: reference_yolo.evaluate(c, prob_dtype="float32"),
-             torch_yolo_step)]
+    rows = [
+        (
+            f"SSD300 COCO B={ssd_sizes[0]} C={ssd_sizes[1]} {ssd_sizes[2]} obj/img",
+            ssd_case(*ssd_sizes),
+            reference_ssd.evaluate,
+            torch_ssd_step,
+        ),
+        (
+            f"YOLOv3-416 x3 B={yolo_sizes[0]} C={yolo_sizes[1]} {yolo_sizes[2]} obj/img",
+            yolo_case(*yolo_sizes),
+            lambda c: reference_yolo.evaluate(c, prob_dtype="float32"),
+            torch_yolo_step,
+        ),
+    ]
     for label, case, reference_fn, torch_fn in rows:
         ref, tor = interleaved_ms([lambda: reference_fn(case), torch_fn(case)], args.repeat)
         ref_ms, torch_ms = statistics.median(ref), statistics.median(tor)
         rounds = [r / t for r, t in zip(ref, tor)]
-        print(f"{label:44s} {ref_ms:13.1f} {torch_ms:10.1f} {ref_ms / torch_ms:10.2f} "
-              f"{min(rounds):5.2f}-{max(rounds):<5.2f}")
+        print(
+            f"{label:44s} {ref_ms:13.1f} {torch_ms:10.1f} {ref_ms / torch_ms:10.2f} "
+            f"{min(rounds):5.2f}-{max(rounds):<5.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the mutant's quickest failing test and of its quickest failing property test (JU
 times: search, shrinking and reporting; ``--profile zoo-noshrink`` leaves the search
 only). The first failure of every false alarm is printed with Hypothesis' example.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,14 @@ def main() -> int:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         run = run_zoo(workdir, names, profile=args.profile, workers=args.workers)
-    print(f"{len(names)} adapters, profile {args.profile}, {args.workers} workers: "
-          f"{run.wall_s:.0f} s wall, {run.cpu_s:.0f} s CPU, pytest exit {run.returncode}\n")
-    print(f"{'adapter':<30} {'verdict':<11} {'pass':>4} {'fail':>4} {'skip':>4} {'fixt':>4} {'test s':>6} "
-          f"{'1st prop':>8}  rule")
+    print(
+        f"{len(names)} adapters, profile {args.profile}, {args.workers} workers: "
+        f"{run.wall_s:.0f} s wall, {run.cpu_s:.0f} s CPU, pytest exit {run.returncode}\n"
+    )
+    print(
+        f"{'adapter':<30} {'verdict':<11} {'pass':>4} {'fail':>4} {'skip':>4} {'fixt':>4} {'test s':>6} "
+        f"{'1st prop':>8}  rule"
+    )
     mutants = [n for n in names if n in MUTANTS]
     variants = [n for n in names if n in VARIANTS]
     killed, alarms, first, first_prop = [], [], [], []
@@ -66,24 +71,31 @@ def main() -> int:
         prop = f"{o.first_property_failure_s:8.1f}" if o.property_failures else f"{'-':>8}"
         fixture_failures = len(o.failures) - len(o.property_failures)
         rule = (MUTANTS.get(name) or VARIANTS[name]).rule
-        print(f"{name:<30} {verdict:<11} {o.passed:>4} {o.failed:>4} {o.skipped:>4} {fixture_failures:>4} "
-              f"{o.seconds:>6.1f} {prop}  {rule}")
-    print("\n(fixt: failed fixture tests; test s: JUnit seconds of all its tests; 1st prop: seconds of its "
-          "quickest failing property test)\n")
+        print(
+            f"{name:<30} {verdict:<11} {o.passed:>4} {o.failed:>4} {o.skipped:>4} {fixture_failures:>4} "
+            f"{o.seconds:>6.1f} {prop}  {rule}"
+        )
+    print(
+        "\n(fixt: failed fixture tests; test s: JUnit seconds of all its tests; 1st prop: seconds of its "
+        "quickest failing property test)\n"
+    )
     if mutants:
         print(f"kill rate: {len(killed)}/{len(mutants)} = {len(killed) / len(mutants):.0%}")
         survivors = [n for n in mutants if n not in killed]
         if survivors:
             print(f"survivors: {', '.join(survivors)}")
     if variants:
-        print(f"false-alarm rate: {len(alarms)}/{len(variants)} = {len(alarms) / len(variants):.0%}"
-              + (f" ({', '.join(alarms)})" if alarms else ""))
+        print(
+            f"false-alarm rate: {len(alarms)}/{len(variants)} = {len(alarms) / len(variants):.0%}"
+            + (f" ({', '.join(alarms)})" if alarms else "")
+        )
     if first:
-        line = (f"time to a failure, median over killed mutants: quickest failing test "
-                f"{statistics.median(first):.2f} s")
+        line = f"time to a failure, median over killed mutants: quickest failing test {statistics.median(first):.2f} s"
         if first_prop:
-            line += (f"; quickest failing property test {statistics.median(first_prop):.1f} s over "
-                     f"{len(first_prop)} mutants (min {min(first_prop):.1f}, max {max(first_prop):.1f})")
+            line += (
+                f"; quickest failing property test {statistics.median(first_prop):.1f} s over "
+                f"{len(first_prop)} mutants (min {min(first_prop):.1f}, max {max(first_prop):.1f})"
+            )
         print(line)
     for name in alarms:
         o = run.outcomes[name]

@@ -2,6 +2,7 @@
 
 A ``Check`` is what the engine reports (to the tolerance report) and asserts on.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -49,8 +50,9 @@ def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(a == b, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))
 
 
-def continuous(quantity, actual, expected, allowed, prec: Precision, where=None, ties=0, alternatives=(),
-               note="") -> Check:
+def continuous(
+    quantity, actual, expected, allowed, prec: Precision, where=None, ties=0, alternatives=(), note=""
+) -> Check:
     """Elementwise |actual − expected| ≤ allowed over ``where`` (all elements if None).
 
     ``alternatives``: other admissible values, arrays shaped like ``expected``; each element
@@ -61,8 +63,9 @@ def continuous(quantity, actual, expected, allowed, prec: Precision, where=None,
     expected = np.asarray(expected, dtype=np.float64)
     allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), expected.shape)
     if actual.shape != expected.shape:
-        return Check(quantity, "continuous", passed=False,
-                     message=f"{quantity}: shape {actual.shape}, expected {expected.shape}")
+        return Check(
+            quantity, "continuous", passed=False, message=f"{quantity}: shape {actual.shape}, expected {expected.shape}"
+        )
     for alt in alternatives:
         expected = np.where(_distance(actual, alt) < _distance(actual, expected), alt, expected)
     sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
@@ -92,7 +95,8 @@ def continuous(quantity, actual, expected, allowed, prec: Precision, where=None,
             f"expected {float(expected.flat[i_abs]):.10g})\n"
             f"Greatest relative difference: {rel.flat[i_rel]:.6g} at index {_index(i_rel, shape)}\n"
             f"Worst against its tolerance: {ratio.flat[worst]:.3g}x allowed at index "
-            f"{_index(worst, shape)}" + (f"\n{note}" if note else ""))
+            f"{_index(worst, shape)}" + (f"\n{note}" if note else "")
+        )
     return check
 
 
@@ -100,16 +104,24 @@ def discrete(quantity, actual, expected, where=None, admissible=None, ties=None)
     """Exact equality over ``where``; differences where ``admissible`` is set are ties."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
-        return Check(quantity, "discrete", passed=False,
-                     message=f"{quantity}: shape {actual.shape}, expected {expected.shape}")
+        return Check(
+            quantity, "discrete", passed=False, message=f"{quantity}: shape {actual.shape}, expected {expected.shape}"
+        )
     sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
     diff = sel & (actual.astype(np.float64) != expected.astype(np.float64))
     ok = np.zeros(expected.shape, bool) if admissible is None else np.asarray(admissible, bool)
     bad = diff & ~ok
     n = int(sel.sum())
     n_ties = int((diff & ok).sum()) if ties is None else ties
-    check = Check(quantity, "discrete", n=n, ties=n_ties, passed=not bad.any(),
-                  max_abs=float(diff.sum()), errors=np.where(bad[sel], 2.0, 0.0))
+    check = Check(
+        quantity,
+        "discrete",
+        n=n,
+        ties=n_ties,
+        passed=not bad.any(),
+        max_abs=float(diff.sum()),
+        errors=np.where(bad[sel], 2.0, 0.0),
+    )
     check.ratio = 2.0 if bad.any() else 0.0
     if bad.any():
         where_bad = [tuple(int(v) for v in i) for i in np.argwhere(bad)[:5]]
@@ -119,5 +131,6 @@ def discrete(quantity, actual, expected, where=None, admissible=None, ties=None)
             f"({100 * bad.sum() / max(n, 1):.1f}%), not explained by a tie "
             f"({n_ties} tie(s) accepted)\n"
             f"First at index {first}: got {actual[first].item()!r}, expected {expected[first].item()!r}; "
-            f"differing indices: {where_bad}{' ...' if bad.sum() > 5 else ''}")
+            f"differing indices: {where_bad}{' ...' if bad.sum() > 5 else ''}"
+        )
     return check

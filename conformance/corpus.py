@@ -6,6 +6,7 @@ and bfloat16 see the same inputs. Only valid inputs are in the corpus: the inval
 rules (Y13, S14) are tested elsewhere; their boundary values (cx = 1, a whole-image
 truth) are in it.
 """
+
 from __future__ import annotations
 
 import numpy as np

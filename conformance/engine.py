@@ -6,6 +6,7 @@ promised keys to arrays of the promised shapes, and compare with the reference
 (``family.compare``). It knows nothing of pytest, files or reports: the pytest plugin
 (conformance/plugin.py) and ``python -m conformance repro`` both call it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,7 @@ def fingerprint(case) -> str:
     """sha1 hex digest of a case's type and every field (array bytes and shapes included)."""
     h = hashlib.sha1(repr(type(case).__name__).encode())
     for name, value in sorted(vars(case).items()):
-        for a in (value if isinstance(value, tuple) and name != "variances" else (value,)):
+        for a in value if isinstance(value, tuple) and name != "variances" else (value,):
             if isinstance(a, np.ndarray):
                 h.update(np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
             else:
@@ -75,8 +76,9 @@ def _collect(result, keys) -> "Returned | str":
         return f"adapter returned {type(result).__name__}, expected a mapping of str to arrays"
     for k in result:
         if not isinstance(k, str):
-            return (f"adapter returned a mapping with key {k!r} ({type(k).__name__}), "
-                    "expected a mapping of str to arrays")
+            return (
+                f"adapter returned a mapping with key {k!r} ({type(k).__name__}), expected a mapping of str to arrays"
+            )
     arrays, not_arrays = {}, {}
     for k in keys:
         if k in result:
@@ -139,11 +141,13 @@ def skip_reason(subject: Subject) -> str | None:
     try:
         reason = subject.adapter.skip_reason(subject.device)
     except Exception as exc:
-        raise ConformanceFailure(f"{subject.adapter.name}: skip_reason({subject.device!r}) raised "
-                                 f"{type(exc).__name__}: {exc}") from exc
+        raise ConformanceFailure(
+            f"{subject.adapter.name}: skip_reason({subject.device!r}) raised {type(exc).__name__}: {exc}"
+        ) from exc
     if reason is not None and not isinstance(reason, str):
-        raise ConformanceFailure(f"{subject.adapter.name}: skip_reason({subject.device!r}) returned "
-                                 f"{reason!r}, expected a str or None")
+        raise ConformanceFailure(
+            f"{subject.adapter.name}: skip_reason({subject.device!r}) returned {reason!r}, expected a str or None"
+        )
     return reason or None
 
 

@@ -6,6 +6,7 @@ registry and name no family: a new loss is a folder ``conformance/families/<name
 whose ``__init__.py`` builds a ``Family`` called ``FAMILY``, plus one name in the registry.
 An adapter covers a family by having a method named ``family.name``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class Family:
 
 
 # ---------------------------------------------------------------- helpers for fixture codecs
+
 
 def scalar(value, dtype) -> np.ndarray:
     """``value`` as a 0-d array of ``dtype`` (fixture settings and counts)."""

@@ -8,6 +8,7 @@ its sha256. Nothing is pickled; everything is loaded with ``allow_pickle=False``
 ``--check`` compares regenerated values with the files on disk within RTOL / ATOL,
 not bytes: another NumPy, zlib or libm may change the last bits or the compression.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,6 +41,7 @@ class FixtureError(ValueError):
 
 # ---------------------------------------------------------------- case <-> arrays
 
+
 def case_arrays(case) -> dict:
     """The ``input.*`` arrays of ``case`` (its family's ``to_arrays``)."""
     return family_of(case).to_arrays(case)
@@ -66,6 +68,7 @@ def evaluate(case) -> dict:
 
 
 # ---------------------------------------------------------------- bytes
+
 
 def _canonical(a) -> np.ndarray:
     """C-contiguous little-endian bool/int64/float64 copy of ``a``."""
@@ -132,11 +135,12 @@ def split(arrays: dict, name: str = "", path="<arrays>"):
             problem = f"malformed inputs ({type(e).__name__}: {e})"
     if problem is not None:
         raise FixtureError(path, problem)
-    expected = {k[len("expected."):]: v for k, v in arrays.items() if k.startswith("expected.")}
+    expected = {k[len("expected.") :]: v for k, v in arrays.items() if k.startswith("expected.")}
     return case, expected
 
 
 # ---------------------------------------------------------------- manifest
+
 
 def read_manifest(directory) -> dict:
     path = Path(directory) / MANIFEST
@@ -147,12 +151,18 @@ def read_manifest(directory) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise FixtureError(path, f"corrupted manifest ({e})") from None
     if not isinstance(doc, dict):
-        raise FixtureError(path, f"manifest is a JSON {type(doc).__name__}, expected an object "
-                                 '{"files": {...}, "spec_version": ..., "generator_version": ...}')
+        raise FixtureError(
+            path,
+            f"manifest is a JSON {type(doc).__name__}, expected an object "
+            '{"files": {...}, "spec_version": ..., "generator_version": ...}',
+        )
     files = doc.get("files")
     if not isinstance(files, dict):
-        raise FixtureError(path, f'manifest "files" is {type(files).__name__ if "files" in doc else "missing"}, '
-                                 "expected an object {file name: entry}")
+        raise FixtureError(
+            path,
+            f'manifest "files" is {type(files).__name__ if "files" in doc else "missing"}, '
+            "expected an object {file name: entry}",
+        )
     for fname, entry in files.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise FixtureError(path, f'manifest entry "{fname}" = {entry!r}: expected an object with a sha256')
@@ -166,11 +176,17 @@ def manifest_text(entries: dict) -> str:
 
 
 def _entry(case, data: bytes) -> dict:
-    return {"case": case.name, "family": family_of(case).name,
-            "sha256": sha256(data), "spec_version": SPEC_VERSION, "generator_version": GENERATOR_VERSION}
+    return {
+        "case": case.name,
+        "family": family_of(case).name,
+        "sha256": sha256(data),
+        "spec_version": SPEC_VERSION,
+        "generator_version": GENERATOR_VERSION,
+    }
 
 
 # ---------------------------------------------------------------- load
+
 
 def load(path, manifest: dict | None = None):
     """(case, expected) from one fixture file.
@@ -203,6 +219,7 @@ def load_all(directory=DEFAULT_DIR, errors: list | None = None) -> list:
     The first bad file (or manifest) raises its FixtureError; with ``errors`` a list, each
     FixtureError is appended to it instead and every good file is still loaded.
     """
+
     def fail(error: FixtureError) -> None:
         if errors is None:
             raise error
@@ -230,6 +247,7 @@ def load_all(directory=DEFAULT_DIR, errors: list | None = None) -> list:
 
 # ---------------------------------------------------------------- regen / check
 
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
         return False
@@ -240,14 +258,18 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 def stale_keys(fresh: dict, disk: dict) -> list:
     """Keys whose arrays differ beyond RTOL/ATOL (or exist on one side only), sorted."""
-    return sorted(k for k in set(fresh) | set(disk)
-                  if k not in fresh or k not in disk or not _same(np.asarray(fresh[k]), np.asarray(disk[k])))
+    return sorted(
+        k
+        for k in set(fresh) | set(disk)
+        if k not in fresh or k not in disk or not _same(np.asarray(fresh[k]), np.asarray(disk[k]))
+    )
 
 
 def build(cases=None, evaluator=None) -> dict:
     """{file name: (case, bytes)} for ``cases`` (default: the whole corpus)."""
     if cases is None:
         from conformance.corpus import all_cases
+
         cases = all_cases()
     evaluator = evaluate if evaluator is None else evaluator
     return {f"{c.name}.npz": (c, encode(c, evaluator(c))) for c in cases}
@@ -262,8 +284,10 @@ def find_problems(directory, built: dict) -> list:
         return [str(e)]
     problems = []
     if (manifest.get("spec_version"), manifest.get("generator_version")) != (SPEC_VERSION, GENERATOR_VERSION):
-        problems.append(f"{directory / MANIFEST}: stale versions (spec {manifest.get('spec_version')}, "
-                        f"generator {manifest.get('generator_version')}; now {SPEC_VERSION}, {GENERATOR_VERSION})")
+        problems.append(
+            f"{directory / MANIFEST}: stale versions (spec {manifest.get('spec_version')}, "
+            f"generator {manifest.get('generator_version')}; now {SPEC_VERSION}, {GENERATOR_VERSION})"
+        )
     listed = manifest.get("files", {})
     on_disk = {p.name for p in directory.glob("*.npz")}
     for fname in sorted(on_disk - set(built)):
@@ -301,8 +325,11 @@ def _current(path: Path, data: bytes, listed: dict) -> bytes | None:
     """The bytes of ``path`` if it may stay: listed with its sha256 and today's spec and
     generator versions, readable, and within RTOL / ATOL of the fresh ``data``; else None."""
     entry = listed.get(path.name)
-    if (entry is None or (entry.get("spec_version"), entry.get("generator_version"))
-            != (SPEC_VERSION, GENERATOR_VERSION) or not path.is_file()):
+    if (
+        entry is None
+        or (entry.get("spec_version"), entry.get("generator_version")) != (SPEC_VERSION, GENERATOR_VERSION)
+        or not path.is_file()
+    ):
         return None
     try:
         disk = read_arrays_checked(path, listed)
@@ -345,8 +372,7 @@ def write(directory, built: dict, force: bool = False) -> int:
     return written
 
 
-def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None, out=None,
-          force: bool = False) -> int:
+def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None, out=None, force: bool = False) -> int:
     """Regenerate the fixtures in ``directory`` (or with ``check`` only compare); exit status.
 
     Regenerating rewrites only what is new, missing or stale (``force``: everything).
@@ -354,12 +380,16 @@ def regen(directory=DEFAULT_DIR, check: bool = False, cases=None, evaluator=None
     Problems go to ``out`` (default sys.stderr), one line each.
     """
     import sys
+
     out = sys.stderr if out is None else out
     built = build(cases, evaluator)
     if not check:
         written = write(directory, built, force)
-        print(f"wrote {written} of {len(built)} fixtures to {directory} "
-              f"({len(built) - written} unchanged within rtol {RTOL:g}, atol {ATOL:g})", file=out)
+        print(
+            f"wrote {written} of {len(built)} fixtures to {directory} "
+            f"({len(built) - written} unchanged within rtol {RTOL:g}, atol {ATOL:g})",
+            file=out,
+        )
         return 0
     problems = find_problems(directory, built)
     for line in problems:

@@ -12,6 +12,7 @@ Unknown --device / --dtype values, adapters that cannot be loaded or declare non
 and an explicit --device / --dtype that nothing selected can run on are usage errors
 (exit code 4) before anything runs.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -28,7 +29,7 @@ from conformance import (
     repro,
 )
 from conformance.engine import ConformanceFailure, Subject
-from conformance.families import FAMILIES, family_of
+from conformance.families import FAMILIES, NAMES, family_of
 from conformance.family import PARTS
 from reference.precision import DTYPES, precision
 
@@ -42,12 +43,22 @@ DEFAULT_TIMEOUT = 300.0  # seconds per test (pytest-timeout) unless --timeout, P
 
 def pytest_addoption(parser):
     group = parser.getgroup("conformance")
-    group.addoption("--impl", action="append", default=[], metavar="MODULE:ATTR",
-                    help="adapter to test, as package.module:attr (repeatable; default: bundled)")
+    group.addoption(
+        "--impl",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="adapter to test, as package.module:attr (repeatable; default: bundled)",
+    )
     group.addoption("--device", action="append", default=[], help="only these devices (repeatable)")
     group.addoption("--dtype", action="append", default=[], help="only these dtypes (repeatable)")
-    group.addoption("--xfails-file", action="append", default=[], metavar="FILE",
-                    help="expected failures: one '<test id pattern> <reason>' per line, '#' comments")
+    group.addoption(
+        "--xfails-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="expected failures: one '<test id pattern> <reason>' per line, '#' comments",
+    )
     group.addoption("--report-dir", default="reports", help="where tolerance reports are written")
 
 
@@ -67,16 +78,21 @@ def _require_runnable(adapters: list, targets: list, reasons: dict, config) -> N
     why = [f"{t.id}: {reasons[t.id]}" for t in targets]
     for spec, adapter in adapters:
         if not any(t.spec == spec for t in targets):
-            why.append(f"{adapter.name} declares devices {', '.join(adapter.devices)} "
-                       f"and dtypes {', '.join(adapter.dtypes)}")
+            why.append(
+                f"{adapter.name} declares devices {', '.join(adapter.devices)} and dtypes {', '.join(adapter.dtypes)}"
+            )
     asked = " ".join([f"--device {d}" for d in devices] + [f"--dtype {d}" for d in dtypes])
     raise pytest.UsageError(f"{asked}: no selected implementation can run: {'; '.join(why)}")
 
 
 def _default_timeout(config) -> None:
     """Give pytest-timeout DEFAULT_TIMEOUT when no --timeout, PYTEST_TIMEOUT or ini timeout is set."""
-    if (config.pluginmanager.hasplugin("timeout") and config.getoption("timeout") is None
-            and not os.environ.get("PYTEST_TIMEOUT") and not config.getini("timeout")):
+    if (
+        config.pluginmanager.hasplugin("timeout")
+        and config.getoption("timeout") is None
+        and not os.environ.get("PYTEST_TIMEOUT")
+        and not config.getini("timeout")
+    ):
         config.option.timeout = DEFAULT_TIMEOUT
 
 
@@ -87,15 +103,19 @@ def pytest_configure(config):
     config.stash[_FAILURES_KEY] = report_dir / "failures"
     specs = config.getoption("impl") or list(implementations.BUNDLED)
     try:
-        adapters = [(spec, implementations.load(spec)) for spec in specs]
+        adapters = [(spec, implementations.load(spec, NAMES)) for spec in specs]
     except implementations.AdapterLoadError as exc:
         raise pytest.UsageError(str(exc)) from None
     devices, dtypes = config.getoption("device"), config.getoption("dtype")
     _check_names("--device", devices, list(dict.fromkeys(d for _, a in adapters for d in a.devices)))
     _check_names("--dtype", dtypes, DTYPES)
-    targets = [Subject(spec, adapter, device, precision(dtype))
-               for spec, adapter in adapters for device in adapter.devices for dtype in adapter.dtypes
-               if (not devices or device in devices) and (not dtypes or dtype in dtypes)]
+    targets = [
+        Subject(spec, adapter, device, precision(dtype))
+        for spec, adapter in adapters
+        for device in adapter.devices
+        for dtype in adapter.dtypes
+        if (not devices or device in devices) and (not dtypes or dtype in dtypes)
+    ]
     try:
         reasons = {t.id: engine.skip_reason(t) for t in targets}
     except ConformanceFailure as exc:
@@ -166,20 +186,26 @@ def _item_labels(item) -> dict | None:
         return None
     if family is None and params.get("case") is not None:
         family = family_of(params["case"])
-    return {"impl": subject.adapter.name, "device": subject.device, "dtype": subject.precision.name,
-            "family": family.name if family is not None else "unknown"}
+    return {
+        "impl": subject.adapter.name,
+        "device": subject.device,
+        "dtype": subject.precision.name,
+        "family": family.name if family is not None else "unknown",
+    }
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:  # what the report reads (TestReport.user_properties, also through xdist)
         item.user_properties.extend((_item_labels(item) or {}).items())
     for path, number, pattern, reason, name in config.stash[_XFAILS_KEY]:
-        hits = [item for item in items
-                if fnmatch.fnmatch(item.nodeid, pattern) or fnmatch.fnmatch(item.name, pattern)
-                if name is None or (_item_labels(item) or {}).get("impl") in (None, name)]
+        hits = [
+            item
+            for item in items
+            if fnmatch.fnmatch(item.nodeid, pattern) or fnmatch.fnmatch(item.name, pattern)
+            if name is None or (_item_labels(item) or {}).get("impl") in (None, name)
+        ]
         if not hits:
-            warnings.warn(pytest.PytestConfigWarning(
-                f"{path}:{number}: xfail pattern {pattern!r} matches no test"))
+            warnings.warn(pytest.PytestConfigWarning(f"{path}:{number}: xfail pattern {pattern!r} matches no test"))
         for item in hits:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
 
@@ -190,9 +216,19 @@ def _record(subject: Subject, family, part: str, check, case_name: str, test: st
         from conformance import report
     except ImportError:
         return
-    report.add(dict(check.record(), impl=subject.adapter.name, device=subject.device,
-                    dtype=subject.precision.name, family=family.name, part=part, test=test,
-                    case=case_name, hist=report.histogram(check.errors)))
+    report.add(
+        dict(
+            check.record(),
+            impl=subject.adapter.name,
+            device=subject.device,
+            dtype=subject.precision.name,
+            family=family.name,
+            part=part,
+            test=test,
+            case=case_name,
+            hist=report.histogram(check.errors),
+        )
+    )
 
 
 def _failure(case, subject: Subject, test_id: str, message: str, directory: Path) -> ConformanceFailure:

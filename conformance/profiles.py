@@ -9,11 +9,15 @@ hundreds of times to list the lines only failing runs reach (measured on the zoo
 tests/zoo: 35 s of a 44 s failing test, against 7 s of shrinking). The suite's failure
 message and its replay command say what failed instead.
 """
+
 from hypothesis import HealthCheck, Phase, settings
 
-_COMMON = dict(deadline=None, print_blob=True, phases=[p for p in Phase if p is not Phase.explain],
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                      HealthCheck.filter_too_much])
+_COMMON = dict(
+    deadline=None,
+    print_blob=True,
+    phases=[p for p in Phase if p is not Phase.explain],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 settings.register_profile("default", max_examples=50, **_COMMON)
 settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)

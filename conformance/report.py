@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conformance.families import NAMES
+
 BIN_UPPER = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, math.inf)
 BINS = ("0", "<=1e-8", "<=1e-7", "<=1e-6", "<=1e-5", "<=1e-4", "<=1e-3", "<=1e-2", "<=1e-1", "<=1", "<=10", ">10")
 PASS_BINS = 10  # the first PASS_BINS bins hold passing elements (ratio <= 1)
@@ -106,7 +108,7 @@ class Record:
     impl: str  # adapter name
     device: str
     dtype: str  # the implementation's dtype: float64, float32, float16, bfloat16
-    family: str  # "yolo" or "ssd"
+    family: str  # a Family name of conformance/families ("yolo", "ssd", ...)
     quantity: str  # output key, e.g. "layer0.tx", "loss_c"
     kind: str  # "continuous" or "discrete"
     n: int  # elements compared
@@ -118,7 +120,7 @@ class Record:
     ratio: float  # max |err| / allowed (<= 1 passes; NaN fails)
     ties: int  # decisions accepted as (near-)ties
     passed: bool
-    test: str  # the test that compared, e.g. "test_yolo[torch-cpu-float64-targets]"
+    test: str  # the test that compared, e.g. "test_property[torch-cpu-float64-yolo]"
     case: str  # fixture name or the generated case's fingerprint prefix
     message: str  # the mismatch message (failures)
     hist: tuple  # len(BINS) counts of |err| / allowed per bin (see ``histogram``)
@@ -737,9 +739,9 @@ def _cell(row: dict | None, column: str) -> str:
 
 
 def _families(doc: dict) -> list:
-    """The losses of the summary matrix: yolo, ssd, then any other, in that order."""
+    """The losses of the summary matrix: the registry's order, then any other (sorted)."""
     seen = {r["family"] for r in doc.get("matrix", []) if r["impl"]}
-    return [f for f in ("yolo", "ssd") if f in seen] + sorted(seen - {"yolo", "ssd"})
+    return [f for f in NAMES if f in seen] + sorted(seen - set(NAMES))
 
 
 def _summary_html(doc: dict) -> list:

@@ -9,6 +9,7 @@ example last and each generated failure replaces the test's previous one, so the
 left behind is the minimal one. ``python -m conformance repro FILE --impl ...`` runs
 that implementation on it and prints every check.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from conformance import engine, fixtures
 from conformance.engine import Subject, fingerprint
-from conformance.families import family_of
+from conformance.families import NAMES, family_of
 from reference.errors import InvalidInputError
 from reference.precision import precision
 
@@ -44,12 +45,22 @@ def save(case, test_id: str, subject: Subject, directory=None) -> str:
     if not case.name:  # generated: keep only the test's latest (Hypothesis: minimal) example
         case = replace(case, name=fingerprint(case)[:12])
         for old in directory.glob(f"{stem}-*.npz"):
-            if _GENERATED.fullmatch(old.name[len(stem):]):
+            if _GENERATED.fullmatch(old.name[len(stem) :]):
                 old.unlink(missing_ok=True)
     path = directory / f"{stem}-{_safe(case.name)}.npz"
     path.write_bytes(fixtures.encode(case, {}, with_name=True))
-    return " ".join(["python -m conformance repro", shlex.quote(str(path)), "--impl", shlex.quote(subject.spec),
-                     "--device", shlex.quote(subject.device), "--dtype", subject.precision.name])
+    return " ".join(
+        [
+            "python -m conformance repro",
+            shlex.quote(str(path)),
+            "--impl",
+            shlex.quote(subject.spec),
+            "--device",
+            shlex.quote(subject.device),
+            "--dtype",
+            subject.precision.name,
+        ]
+    )
 
 
 def _subject(spec: str, family, device: str, dtype: str) -> Subject:
@@ -57,7 +68,7 @@ def _subject(spec: str, family, device: str, dtype: str) -> Subject:
     and can run there now (skip_reason)."""
     import implementations
 
-    adapter = implementations.load(spec)
+    adapter = implementations.load(spec, NAMES)
     if not hasattr(adapter, family.name):
         raise ReproError(f"--impl {spec}: {adapter.name} covers no {family.title} loss")
     if device not in adapter.devices:

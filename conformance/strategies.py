@@ -1,13 +1,9 @@
-"""Hypothesis strategies that generate valid YOLOv3 and SSD conformance cases.
+"""What the Hypothesis strategies of every family share: numbers, arrays and logits.
 
-``yolo_cases`` and ``ssd_cases`` draw small cases by default (a YOLO case has typically
-under 2k head values, an SSD case under 200 priors) and, rarely, realistic sizes
-(YOLOv3-416 G = 13 and 26 layers, SSD300's 8732 priors). A case is built in three steps:
-
-1. a draft (``YoloDraft`` / ``SsdDraft``: every input but the logits) with random rows;
-2. one adversarial feature of ``YOLO_FEATURES`` / ``SSD_FEATURES`` ("plain": none), each
-   a strategy ``feature(draft) -> draft`` (``YOLO_BUILDERS`` / ``SSD_BUILDERS``);
-3. the logits, one kind of ``LOGIT_KINDS`` per array.
+Each family draws its cases in its own folder (conformance/families/<name>/strategies.py:
+``yolo_cases``, ``ssd_cases``): a draft (every input but the logits) with random rows,
+one adversarial feature (a composite ``feature(draft) -> draft``), then the logits, one
+kind of ``LOGIT_KINDS`` per array (``any_logits``).
 
 Every number is drawn by Hypothesis itself (integers, ``sampled_from``, and
 ``hypothesis.extra.numpy.arrays`` element by element), so a failing example shrinks
@@ -21,12 +17,13 @@ rarely, saturated and spread logits often) the tuple repeats entries.
 Every feature and kind is reported with ``hypothesis.event`` ("yolo: shared cell",
 "logits saturated", ...), so ``--hypothesis-show-statistics`` shows what a run covered.
 
-Every generated case is valid per Y13 / S14. Coordinates, sizes, anchors and logits are
-binary fractions k / 2**m with few significant bits, so float64, float32 and (for
-logits and coordinates) float16 and bfloat16 see the same numbers; only the "near tie"
-feature and logit kind add offsets of 2**-30 that vanish when the case is rounded to
-float32, to reach inputs whose decisions differ between float64 and float32.
+Coordinates, sizes, anchors and logits are binary fractions k / 2**m with few significant
+bits, so float64, float32 and (for logits and coordinates) float16 and bfloat16 see the
+same numbers; only the "near tie" features and logit kind add offsets of 2**-30 (``NEAR``)
+that vanish when the case is rounded to float32, to reach inputs whose decisions differ
+between float64 and float32.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,8 +48,8 @@ SPREAD = (0.0, -120.0, -800.0)  # row offsets: far below the batch max in float3
 
 # Hypothesis builds and validates a strategy on every call of st.integers / st.sampled_from
 # (about 10 % of the drawing time here); these build each one once
-_integers = functools.cache(st.integers)
-_sampled_from = functools.cache(st.sampled_from)  # hashable arguments (tuples) only
+integers = functools.cache(st.integers)
+sampled_from = functools.cache(st.sampled_from)  # hashable arguments (tuples) only
 
 
 @functools.cache
@@ -134,29 +131,29 @@ def logits(draw, shape, kind: str) -> np.ndarray:
 _KIND_MIX = ("small", "small", "wide", "saturated", "saturated", "tied", "near_tie", "spread", "spread")
 
 
-def _any_logits(draw, shape) -> np.ndarray:
+def any_logits(draw, shape) -> np.ndarray:
     """Logits of ``shape`` of one drawn kind of LOGIT_KINDS (event "logits <kind>")."""
-    kind = draw(_sampled_from(_KIND_MIX))
+    kind = draw(sampled_from(_KIND_MIX))
     event(f"logits {kind}")
     return logits(draw, shape, kind)
 
 
-logit_arrays = st.composite(_any_logits)  # logit_arrays(shape): the strategy
+logit_arrays = st.composite(any_logits)  # logit_arrays(shape): the strategy
 
 
-def _box_corners(draw) -> list:
+def box_corners(draw) -> list:
     """[xmin, ymin, xmax, ymax] binary fractions k/256 with 0 <= min < max <= 1."""
     scale = 2**COORD_BITS
     box = []
     for _ in range(2):
-        side = draw(_integers(1, scale))
-        lo = draw(_integers(0, scale - side))
+        side = draw(integers(1, scale))
+        lo = draw(integers(0, scale - side))
         box.append((lo, lo + side))
     (x0, x1), (y0, y1) = box
     return [x0 / scale, y0 / scale, x1 / scale, y1 / scale]
 
 
-def _check_features(features, known: tuple) -> tuple:
+def check_features(features, known: tuple) -> tuple:
     """``features`` as a tuple; InvalidArgument naming any name not in ``known``."""
     features = tuple(features)
     unknown = [f for f in features if f not in known]

@@ -18,6 +18,7 @@ Rules used throughout (Higham, "Accuracy and Stability of Numerical Algorithms")
   log(1 − p) by p / (1 − p) (conditioning of the BCE on probabilities).
 A safety factor SAFETY covers operation orders we do not model one by one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -83,7 +84,7 @@ class Intervals:
         self.lo, self.hi = lo[idx], np.maximum.reduceat(hi, idx)
         if len(self.lo) > MAX_INTERVALS:
             gaps = self.lo[1:] - self.hi[:-1]
-            keep = np.sort(np.argsort(gaps, kind="stable")[len(gaps) - MAX_INTERVALS + 1:])
+            keep = np.sort(np.argsort(gaps, kind="stable")[len(gaps) - MAX_INTERVALS + 1 :])
             self.lo = np.concatenate([self.lo[:1], self.lo[keep + 1]])
             self.hi = np.concatenate([self.hi[keep], self.hi[-1:]])
 

@@ -4,12 +4,13 @@
 given; ``load(spec)`` imports one ``package.module:attr`` spec and validates what the
 adapter declares (implementations/adapter.py).
 """
+
 from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
 
-from implementations.adapter import DTYPES
+from implementations.adapter import DTYPES, LOSSES
 
 BUNDLED = (
     "implementations.torch_adapter:adapter",
@@ -27,36 +28,40 @@ def _names(spec: str, field: str, value, allowed=None) -> None:
     """``value`` must be a non-empty sequence of non-empty str (within ``allowed``); a plain
     str is an error, not a sequence of one-letter names."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-        raise AdapterLoadError(f"--impl {spec!r}: {field} = {value!r}: expected a non-empty sequence of str, "
-                               f"e.g. {field} = ({'cpu' if field == 'devices' else 'float32'!r},)")
+        raise AdapterLoadError(
+            f"--impl {spec!r}: {field} = {value!r}: expected a non-empty sequence of str, "
+            f"e.g. {field} = ({'cpu' if field == 'devices' else 'float32'!r},)"
+        )
     for item in value:
         if not isinstance(item, str) or not item:
             raise AdapterLoadError(f"--impl {spec!r}: {field} = {value!r}: {item!r} is not a non-empty str")
         if allowed is not None and item not in allowed:
-            raise AdapterLoadError(f"--impl {spec!r}: {field} = {value!r}: {item!r} is not one of "
-                                   f"{', '.join(allowed)}")
+            raise AdapterLoadError(f"--impl {spec!r}: {field} = {value!r}: {item!r} is not one of {', '.join(allowed)}")
 
 
-def validate(spec: str, adapter) -> None:
+def validate(spec: str, adapter, losses: Sequence[str] = LOSSES) -> None:
     """Raise AdapterLoadError unless ``adapter`` declares name, devices, dtypes and
-    skip_reason as adapter.py says, and has a callable yolo() and/or ssd()."""
+    skip_reason as adapter.py says, and has a callable method named after at least one of
+    ``losses`` (default yolo, ssd; the suite passes its registry's family names)."""
     missing = [a for a in ("name", "devices", "dtypes", "skip_reason") if not hasattr(adapter, a)]
     if missing:
-        raise AdapterLoadError(f"--impl {spec!r}: the adapter lacks {', '.join(missing)} "
-                               "(see implementations/adapter.py)")
+        raise AdapterLoadError(
+            f"--impl {spec!r}: the adapter lacks {', '.join(missing)} (see implementations/adapter.py)"
+        )
     if not isinstance(adapter.name, str) or not adapter.name:
         raise AdapterLoadError(f"--impl {spec!r}: name = {adapter.name!r}: expected a non-empty str")
     _names(spec, "devices", adapter.devices)
     _names(spec, "dtypes", adapter.dtypes, DTYPES)
-    for field in ("skip_reason", "yolo", "ssd"):
+    for field in ("skip_reason", *losses):
         value = getattr(adapter, field, None)
         if (field == "skip_reason" or hasattr(adapter, field)) and not callable(value):
             raise AdapterLoadError(f"--impl {spec!r}: {field} = {value!r}: expected a method")
-    if not (hasattr(adapter, "yolo") or hasattr(adapter, "ssd")):
-        raise AdapterLoadError(f"--impl {spec!r}: the adapter has neither yolo() nor ssd()")
+    if not any(hasattr(adapter, loss) for loss in losses):
+        methods = " nor ".join(f"{loss}()" for loss in losses)
+        raise AdapterLoadError(f"--impl {spec!r}: the adapter has {'neither ' if len(losses) > 1 else 'no '}{methods}")
 
 
-def load(spec: str):
+def load(spec: str, losses: Sequence[str] = LOSSES):
     """Import ``package.module:attr`` and return the adapter it names, validated.
 
     ``attr`` may be the adapter itself or a class / function that returns one when
@@ -70,8 +75,7 @@ def load(spec: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an adapter module may raise anything at import
-        raise AdapterLoadError(f"--impl {spec!r}: importing {module_name} raised "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise AdapterLoadError(f"--impl {spec!r}: importing {module_name} raised {type(exc).__name__}: {exc}") from exc
     if not hasattr(module, attr):
         raise AdapterLoadError(f"--impl {spec!r}: module {module_name} has no attribute {attr!r}")
     obj = getattr(module, attr)
@@ -79,7 +83,8 @@ def load(spec: str):
         try:
             obj = obj()
         except Exception as exc:
-            raise AdapterLoadError(f"--impl {spec!r}: calling {attr}() with no argument raised "
-                                   f"{type(exc).__name__}: {exc}") from exc
-    validate(spec, obj)
+            raise AdapterLoadError(
+                f"--impl {spec!r}: calling {attr}() with no argument raised {type(exc).__name__}: {exc}"
+            ) from exc
+    validate(spec, obj, losses)
     return obj

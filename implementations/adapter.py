@@ -23,6 +23,7 @@ reference/spec/outputs.md:
   YOLOv3: ``layer_key(k, name)`` for name in output, YOLO_TARGET_KEYS, YOLO_LOSS_KEYS, grad; and loss_total.
   SSD:    SSD_TARGET_KEYS, decoded, SSD_LOSS_KEYS, SSD_GRAD_KEYS.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Protocol, Sequence, runtime_checkable
@@ -39,6 +40,8 @@ from reference.outputs import (  # noqa: F401  (the key schema, re-exported for 
     layer_key,
 )
 from reference.precision import DTYPES  # noqa: F401
+
+LOSSES = ("yolo", "ssd")  # the adapter methods of the bundled loss families
 
 
 @runtime_checkable

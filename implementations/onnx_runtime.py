@@ -32,6 +32,7 @@ Divergences that ONNX semantics could force, and how they are avoided:
   as if adding zero, which drops the epsilons of Y2's wh-IoU and Y6's size targets (tw moved
   by 1e-16 / (gw / aw), 3.6e-13 on a 2⁻¹² box; the suite caught it in float64).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,25 +53,50 @@ from implementations import torch_batched as tb
 from reference.cases import SsdCase, YoloCase
 from reference.outputs import layer_key
 
-YOLO_LAYER_KEYS = ("output", "obj_mask", "noobj_mask", "tx", "ty", "tw", "th", "tconf", "tcls",
-                   "class_mask", "iou_scores", "loss_x", "loss_y", "loss_w", "loss_h",
-                   "loss_conf_obj", "loss_conf_noobj", "loss_conf", "loss_cls", "loss_total",
-                   "grad")
-SSD_KEYS = ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded", "loss_l", "loss_c",
-            "grad_loc", "grad_conf")
-YOLO_INPUTS = ("x", "targets", "anchors", "img_dim", "ignore_thres", "obj_scale", "noobj_scale",
-               "log_clamp")
-SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid", "threshold", "neg_pos",
-              "variances")
+YOLO_LAYER_KEYS = (
+    "output",
+    "obj_mask",
+    "noobj_mask",
+    "tx",
+    "ty",
+    "tw",
+    "th",
+    "tconf",
+    "tcls",
+    "class_mask",
+    "iou_scores",
+    "loss_x",
+    "loss_y",
+    "loss_w",
+    "loss_h",
+    "loss_conf_obj",
+    "loss_conf_noobj",
+    "loss_conf",
+    "loss_cls",
+    "loss_total",
+    "grad",
+)
+SSD_KEYS = (
+    "matched",
+    "conf_t",
+    "loc_t",
+    "pos_mask",
+    "neg_mask",
+    "decoded",
+    "loss_l",
+    "loss_c",
+    "grad_loc",
+    "grad_conf",
+)
+YOLO_INPUTS = ("x", "targets", "anchors", "img_dim", "ignore_thres", "obj_scale", "noobj_scale", "log_clamp")
+SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid", "threshold", "neg_pos", "variances")
 
 
 class YoloGraph(torch.nn.Module):
     """One YOLOv3 layer: YOLO_INPUTS -> YOLO_LAYER_KEYS, gradient included; C from x."""
 
-    def forward(self, x, targets, anchors, img_dim, ignore_thres, obj_scale, noobj_scale,
-                log_clamp):
-        out = tb.yolo_layer(x, targets, anchors, None, img_dim, ignore_thres, obj_scale,
-                            noobj_scale, log_clamp)
+    def forward(self, x, targets, anchors, img_dim, ignore_thres, obj_scale, noobj_scale, log_clamp):
+        out = tb.yolo_layer(x, targets, anchors, None, img_dim, ignore_thres, obj_scale, noobj_scale, log_clamp)
         out["grad"] = tb.yolo_grad(x, out["p"], out, obj_scale, noobj_scale, log_clamp)
         return tuple(out[k] for k in YOLO_LAYER_KEYS)
 
@@ -79,8 +105,9 @@ class SsdGraph(torch.nn.Module):
     """MultiBoxLoss: SSD_INPUTS -> SSD_KEYS, gradients included."""
 
     def forward(self, loc, conf, priors, truths, labels, valid, threshold, neg_pos, variances):
-        out = tb.multibox_loss(loc, conf, priors, truths, labels, valid, threshold, neg_pos,
-                               (variances[0], variances[1]), topk=True)
+        out = tb.multibox_loss(
+            loc, conf, priors, truths, labels, valid, threshold, neg_pos, (variances[0], variances[1]), topk=True
+        )
         out["grad_loc"], out["grad_conf"] = tb.ssd_grad(loc, conf, out)
         return tuple(out[k] for k in SSD_KEYS)
 
@@ -92,18 +119,22 @@ def _settings_args(values, dtype: torch.dtype) -> tuple:
 def yolo_inputs(settings, dtype: str) -> dict:
     """The settings inputs of a YOLO graph as NumPy 0-d arrays of ``dtype``."""
     npd = np.dtype(dtype)
-    return {"ignore_thres": np.asarray(settings.ignore_thres, dtype=npd),
-            "obj_scale": np.asarray(settings.obj_scale, dtype=npd),
-            "noobj_scale": np.asarray(settings.noobj_scale, dtype=npd),
-            "log_clamp": np.asarray(settings.log_clamp, dtype=npd)}
+    return {
+        "ignore_thres": np.asarray(settings.ignore_thres, dtype=npd),
+        "obj_scale": np.asarray(settings.obj_scale, dtype=npd),
+        "noobj_scale": np.asarray(settings.noobj_scale, dtype=npd),
+        "log_clamp": np.asarray(settings.log_clamp, dtype=npd),
+    }
 
 
 def ssd_inputs(settings, dtype: str) -> dict:
     """The settings inputs of an SSD graph: threshold and variances in ``dtype``, neg_pos int64."""
     npd = np.dtype(dtype)
-    return {"threshold": np.asarray(settings.threshold, dtype=npd),
-            "neg_pos": np.asarray(settings.neg_pos, dtype=np.int64),
-            "variances": np.asarray(tuple(settings.variances), dtype=npd).reshape(2)}
+    return {
+        "threshold": np.asarray(settings.threshold, dtype=npd),
+        "neg_pos": np.asarray(settings.neg_pos, dtype=np.int64),
+        "variances": np.asarray(tuple(settings.variances), dtype=npd).reshape(2),
+    }
 
 
 def yolo_example(dtype: str):
@@ -111,11 +142,13 @@ def yolo_example(dtype: str):
     td = getattr(torch, dtype)
     b, ac, a = Dim("B", min=1), Dim("AC5", min=6), Dim("A", min=1)
     g, t = Dim("G", min=1), Dim("T", min=0)
-    args = (torch.zeros((2, 2 * (3 + 5), 3, 3), dtype=td),
-            torch.tensor([[0, 0, 0.5, 0.5, 0.2, 0.2], [1, 0, 0.2, 0.7, 0.3, 0.1],
-                          [1, 0, 0.9, 0.1, 0.1, 0.4]], dtype=td),
-            torch.tensor([[10.0, 13.0], [30.0, 61.0]], dtype=td), torch.tensor(96.0, dtype=td),
-            *_settings_args((0.5, 1.0, 100.0, -100.0), td))
+    args = (
+        torch.zeros((2, 2 * (3 + 5), 3, 3), dtype=td),
+        torch.tensor([[0, 0, 0.5, 0.5, 0.2, 0.2], [1, 0, 0.2, 0.7, 0.3, 0.1], [1, 0, 0.9, 0.1, 0.1, 0.4]], dtype=td),
+        torch.tensor([[10.0, 13.0], [30.0, 61.0]], dtype=td),
+        torch.tensor(96.0, dtype=td),
+        *_settings_args((0.5, 1.0, 100.0, -100.0), td),
+    )
     dims = ({0: b, 1: ac, 2: g, 3: g}, {0: t}, {0: a}, None, None, None, None, None)
     return args, dims
 
@@ -124,27 +157,37 @@ def ssd_example(dtype: str):
     """Example inputs and dynamic axes of SsdGraph: B, P, C and M (truth slots) dynamic."""
     td = getattr(torch, dtype)
     b, p, c, m = Dim("B", min=1), Dim("P", min=2), Dim("C", min=2), Dim("M", min=1)
-    args = (torch.zeros((2, 5, 4), dtype=td), torch.zeros((2, 5, 3), dtype=td),
-            torch.full((5, 4), 0.5, dtype=td),
-            torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=td).repeat(2, 3, 1),
-            torch.zeros((2, 3), dtype=td), torch.ones((2, 3), dtype=torch.bool),
-            torch.tensor(0.5, dtype=td), torch.tensor(3, dtype=torch.long),
-            torch.tensor([0.1, 0.2], dtype=td))
-    dims = ({0: b, 1: p}, {0: b, 1: p, 2: c}, {0: p}, {0: b, 1: m}, {0: b, 1: m}, {0: b, 1: m},
-            None, None, None)
+    args = (
+        torch.zeros((2, 5, 4), dtype=td),
+        torch.zeros((2, 5, 3), dtype=td),
+        torch.full((5, 4), 0.5, dtype=td),
+        torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=td).repeat(2, 3, 1),
+        torch.zeros((2, 3), dtype=td),
+        torch.ones((2, 3), dtype=torch.bool),
+        torch.tensor(0.5, dtype=td),
+        torch.tensor(3, dtype=torch.long),
+        torch.tensor([0.1, 0.2], dtype=td),
+    )
+    dims = ({0: b, 1: p}, {0: b, 1: p, 2: c}, {0: p}, {0: b, 1: m}, {0: b, 1: m}, {0: b, 1: m}, None, None, None)
     return args, dims
 
 
-def export_model(module: torch.nn.Module, args: tuple, dims: tuple, input_names,
-                 output_names) -> bytes:
+def export_model(module: torch.nn.Module, args: tuple, dims: tuple, input_names, output_names) -> bytes:
     """Serialized ONNX model of ``module`` traced at ``args`` with dynamic axes ``dims``."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dims,
-                                    input_names=list(input_names),
-                                    output_names=list(output_names), opset_version=18,
-                                    optimize=False, verbose=False)
+        program = torch.onnx.export(
+            module.eval(),
+            args,
+            dynamo=True,
+            dynamic_shapes=dims,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            opset_version=18,
+            optimize=False,
+            verbose=False,
+        )
     return program.model_proto.SerializeToString()
 
 
@@ -191,8 +234,7 @@ def _session(key: tuple, device: str, build) -> ort.InferenceSession:
     if (key, device) not in _SESSIONS:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        _SESSIONS[(key, device)] = ort.InferenceSession(cached_model(key, build), options,
-                                                        providers=_providers(device))
+        _SESSIONS[(key, device)] = ort.InferenceSession(cached_model(key, build), options, providers=_providers(device))
     return _SESSIONS[(key, device)]
 
 
@@ -203,6 +245,7 @@ def yolo_session(dtype: str, device: str = "cpu"):
     def build():
         args, dims = yolo_example(dtype)
         return export_model(YoloGraph(), args, dims, YOLO_INPUTS, YOLO_LAYER_KEYS)
+
     return _session(key, device, build)
 
 
@@ -213,6 +256,7 @@ def ssd_session(dtype: str, device: str = "cpu"):
     def build():
         args, dims = ssd_example(dtype)
         return export_model(SsdGraph(), args, dims, SSD_INPUTS, SSD_KEYS)
+
     return _session(key, device, build)
 
 
@@ -230,6 +274,7 @@ class OnnxRuntimeAdapter:
 
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
         from reference.yolo import validate
+
         validate(case)
         npd = np.dtype(dtype)
         targets = np.asarray(case.targets, dtype=npd).reshape(-1, 6)
@@ -239,9 +284,16 @@ class OnnxRuntimeAdapter:
         for k, (x, anchors) in enumerate(zip(case.outputs, case.anchors)):
             x = np.asarray(x, dtype=npd)
             anchors = np.asarray(anchors, dtype=npd)
-            values = sess.run(None, {"x": x, "targets": targets, "anchors": anchors,
-                                     "img_dim": np.asarray(case.img_dim, dtype=npd),
-                                     **settings})
+            values = sess.run(
+                None,
+                {
+                    "x": x,
+                    "targets": targets,
+                    "anchors": anchors,
+                    "img_dim": np.asarray(case.img_dim, dtype=npd),
+                    **settings,
+                },
+            )
             for key, value in zip(YOLO_LAYER_KEYS, values):
                 result[layer_key(k, key)] = value
             total = total + values[YOLO_LAYER_KEYS.index("loss_total")]
@@ -250,15 +302,24 @@ class OnnxRuntimeAdapter:
 
     def ssd(self, case: SsdCase, device: str, dtype: str) -> dict:
         from reference.ssd import validate
+
         validate(case)
         npd = np.dtype(dtype)
         boxes, labels, valid = tb.pad_truths(case.truths, npd)
         loc = np.asarray(case.loc, dtype=npd)
         sess = ssd_session(dtype, device)
-        values = sess.run(None, {"loc": loc, "conf": np.asarray(case.conf, dtype=npd),
-                                 "priors": np.asarray(case.priors, dtype=npd),
-                                 "truths": boxes, "labels": labels, "valid": valid,
-                                 **ssd_inputs(case.settings, dtype)})
+        values = sess.run(
+            None,
+            {
+                "loc": loc,
+                "conf": np.asarray(case.conf, dtype=npd),
+                "priors": np.asarray(case.priors, dtype=npd),
+                "truths": boxes,
+                "labels": labels,
+                "valid": valid,
+                **ssd_inputs(case.settings, dtype),
+            },
+        )
         return dict(zip(SSD_KEYS, values))
 
 

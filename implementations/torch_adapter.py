@@ -5,6 +5,7 @@ NumPy case with the reference's ``validate`` (typed errors, Y13 / S14), move its
 ``device`` in ``dtype``, compute, back-propagate with autograd and return every key of
 implementations/adapter.py as NumPy arrays: masks bool, indices int64, floats in ``dtype``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,7 @@ class TorchAdapter:
         return None
 
     def _tensor(self, a, device: str, dtype: str, grad: bool = False) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(a, dtype=np.float64)).to(device=device,
-                                                                 dtype=getattr(torch, dtype))
+        t = torch.as_tensor(np.asarray(a, dtype=np.float64)).to(device=device, dtype=getattr(torch, dtype))
         return t.requires_grad_(grad)
 
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
@@ -48,8 +48,7 @@ class TorchAdapter:
         xs = [self._tensor(x, device, dtype, grad=True) for x in case.outputs]
         anchors = [self._tensor(a, device, dtype) for a in case.anchors]
         targets = self._tensor(np.reshape(case.targets, (-1, 6)), device, dtype)
-        layers, total = torch_yolo.yolo_loss(xs, anchors, targets, case.num_classes,
-                                             float(case.img_dim), case.settings)
+        layers, total = torch_yolo.yolo_loss(xs, anchors, targets, case.num_classes, float(case.img_dim), case.settings)
         total.backward()
         result = {}
         for k, (x, layer) in enumerate(zip(xs, layers)):

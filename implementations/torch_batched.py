@@ -25,6 +25,7 @@ Padding rows may hold anything finite; they never match a prior.
 Besides autograd, ``yolo_grad`` and ``ssd_grad`` give the closed-form gradients (Y9, S11) so
 that an exported graph can return gradients without an autograd engine.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,6 @@ from reference.cases import SsdCase, YoloCase
 from reference.outputs import layer_key
 
 # ----------------------------------------------------------------------------- helpers
-
 
 
 def sigmoid(t):
@@ -101,8 +101,7 @@ def _grid_size(x: torch.Tensor) -> torch.Tensor:
     return torch.full((), x.shape[2], dtype=x.dtype, device=x.device)
 
 
-def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int | None,
-                img_dim: float) -> dict:
+def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int | None, img_dim: float) -> dict:
     """Decode one layer (Y1).
 
     x: (B, A*(C+5), G, G) raw head output. anchors: (A, 2) pixels. Returns
@@ -121,9 +120,15 @@ def yolo_decode(x: torch.Tensor, anchors: torch.Tensor, num_classes: int | None,
     aw = scaled[:, 0].view(1, a, 1, 1)
     ah = scaled[:, 1].view(1, a, 1, 1)
     raw = t.detach()
-    boxes = torch.stack([sig[..., 0].detach() + grid.view(1, 1, 1, g),
-                         sig[..., 1].detach() + grid.view(1, 1, g, 1),
-                         torch.exp(raw[..., 2]) * aw, torch.exp(raw[..., 3]) * ah], dim=-1)
+    boxes = torch.stack(
+        [
+            sig[..., 0].detach() + grid.view(1, 1, 1, g),
+            sig[..., 1].detach() + grid.view(1, 1, g, 1),
+            torch.exp(raw[..., 2]) * aw,
+            torch.exp(raw[..., 3]) * ah,
+        ],
+        dim=-1,
+    )
     output = torch.cat([boxes * stride, sig[..., 4:5], sig[..., 5:]], dim=-1)
     return {"p": p, "boxes": boxes, "output": output.reshape(x.shape[0], -1, t.shape[-1])}
 
@@ -138,9 +143,15 @@ def wh_iou(anchors_g: torch.Tensor, gwh: torch.Tensor) -> torch.Tensor:
 
 def bbox_iou_plus_one(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
     """The seed's IoU of centre-size boxes (..., 4) with the +1 pixel convention (Y12)."""
+
     def corners(b):
-        return b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2, \
-            b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
+        return (
+            b[..., 0] - b[..., 2] / 2,
+            b[..., 1] - b[..., 3] / 2,
+            b[..., 0] + b[..., 2] / 2,
+            b[..., 1] + b[..., 3] / 2,
+        )
+
     ax1, ay1, ax2, ay2 = corners(box1)
     bx1, by1, bx2, by2 = corners(box2)
     iw = torch.clamp(torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1) + 1, min=0)
@@ -157,9 +168,14 @@ def _with_dummy(a: torch.Tensor, fill) -> torch.Tensor:
     return torch.cat([a, pad], dim=0)
 
 
-def yolo_build_targets(p: torch.Tensor, boxes: torch.Tensor, targets: torch.Tensor,
-                       anchors: torch.Tensor, img_dim: float,
-                       ignore_thres: float = 0.5) -> dict:
+def yolo_build_targets(
+    p: torch.Tensor,
+    boxes: torch.Tensor,
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    img_dim: float,
+    ignore_thres: float = 0.5,
+) -> dict:
     """Masks and targets of one layer (Y2..Y6, Y11, Y12), loop-free.
 
     p: (B, A, G, G, C+5) decoded channels; boxes: (B, A, G, G, 4) grid units;
@@ -175,28 +191,27 @@ def yolo_build_targets(p: torch.Tensor, boxes: torch.Tensor, targets: torch.Tens
     scaled = anchors.to(dtype) / (_scalar(img_dim, gf) / gf)
     gxy = targets[:, 2:4] * gf
     gwh = targets[:, 4:6] * gf
-    ious = wh_iou(scaled, gwh)                                    # (T, A)
-    best = torch.argmax(ious, dim=1)                              # (T,), first on ties
-    gij = torch.minimum(torch.floor(gxy), gf - 1)                 # Y3
+    ious = wh_iou(scaled, gwh)  # (T, A)
+    best = torch.argmax(ious, dim=1)  # (T,), first on ties
+    gij = torch.minimum(torch.floor(gxy), gf - 1)  # Y3
     gi, gj = gij[:, 0].long(), gij[:, 1].long()
     b = targets[:, 0].long()
     label = targets[:, 1].long()
     rows = torch.arange(targets.shape[0], device=device)
 
-    flat = ((b * a_ + best) * g + gj) * g + gi                    # (T,)
+    flat = ((b * a_ + best) * g + gj) * g + gi  # (T,)
     winner = torch.full((cells,), -1, dtype=torch.long, device=device)
     winner = winner.scatter_reduce(0, flat, rows, reduce="amax")  # Y5: last row wins
     obj = winner >= 0
     n_t = targets.shape[0]
-    w = torch.where(obj, winner, torch.full_like(winner, n_t))   # row n_t: a dummy (T may be 0)
+    w = torch.where(obj, winner, torch.full_like(winner, n_t))  # row n_t: a dummy (T may be 0)
 
     anchor_ids = torch.arange(a_, device=device)
-    flat_ta = ((b.unsqueeze(1) * a_ + anchor_ids.unsqueeze(0)) * g + gj.unsqueeze(1)) * g \
-        + gi.unsqueeze(1)                                         # (T, A)
+    flat_ta = ((b.unsqueeze(1) * a_ + anchor_ids.unsqueeze(0)) * g + gj.unsqueeze(1)) * g + gi.unsqueeze(1)  # (T, A)
     over = (ious > _scalar(ignore_thres, ious)).to(torch.long)
     ignored = torch.zeros(cells, dtype=torch.long, device=device)
     ignored = ignored.scatter_reduce(0, flat_ta.reshape(-1), over.reshape(-1), reduce="amax")
-    noobj = ~obj & (ignored == 0)                                 # Y4
+    noobj = ~obj & (ignored == 0)  # Y4
 
     zero = torch.zeros(cells, dtype=dtype, device=device)
     frac = _with_dummy(gxy - gij, 0.0)
@@ -216,31 +231,43 @@ def yolo_build_targets(p: torch.Tensor, boxes: torch.Tensor, targets: torch.Tens
     target_box = _with_dummy(torch.cat([gxy, gwh], dim=1), 1.0)[w]  # (cells, 4)
     iou = bbox_iou_plus_one(boxes.reshape(cells, 4), target_box)  # Y12
     shape = (b_, a_, g, g)
-    return {"obj_mask": obj.view(shape), "noobj_mask": noobj.view(shape),
-            "tx": tx.view(shape), "ty": ty.view(shape), "tw": tw.view(shape),
-            "th": th.view(shape), "tconf": obj.to(dtype).view(shape),
-            "tcls": tcls.view(*shape, c), "class_mask": class_mask.view(shape),
-            "iou_scores": torch.where(obj, iou, zero).view(shape)}
+    return {
+        "obj_mask": obj.view(shape),
+        "noobj_mask": noobj.view(shape),
+        "tx": tx.view(shape),
+        "ty": ty.view(shape),
+        "tw": tw.view(shape),
+        "th": th.view(shape),
+        "tconf": obj.to(dtype).view(shape),
+        "tcls": tcls.view(*shape, c),
+        "class_mask": class_mask.view(shape),
+        "iou_scores": torch.where(obj, iou, zero).view(shape),
+    }
 
 
-def yolo_loss_terms(p: torch.Tensor, built: dict, obj_scale: float = 1.0,
-                    noobj_scale: float = 100.0, log_clamp: float = -100.0) -> dict:
+def yolo_loss_terms(
+    p: torch.Tensor, built: dict, obj_scale: float = 1.0, noobj_scale: float = 100.0, log_clamp: float = -100.0
+) -> dict:
     """Loss terms of one layer as 0-d tensors (Y7, Y8); p (B, A, G, G, C+5) from yolo_decode."""
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     c = p.shape[-1] - 5
     conf = p[..., 4]
-    terms = {"loss_x": _masked_mean((p[..., 0] - built["tx"]) ** 2, obj),
-             "loss_y": _masked_mean((p[..., 1] - built["ty"]) ** 2, obj),
-             "loss_w": _masked_mean((p[..., 2] - built["tw"]) ** 2, obj),
-             "loss_h": _masked_mean((p[..., 3] - built["th"]) ** 2, obj),
-             "loss_conf_obj": _masked_mean(-_clamped_log(conf, log_clamp), obj),
-             "loss_conf_noobj": _masked_mean(-_clamped_log(1 - conf, log_clamp), noobj)}
-    terms["loss_conf"] = (_scalar(obj_scale, conf) * terms["loss_conf_obj"]
-                          + _scalar(noobj_scale, conf) * terms["loss_conf_noobj"])
+    terms = {
+        "loss_x": _masked_mean((p[..., 0] - built["tx"]) ** 2, obj),
+        "loss_y": _masked_mean((p[..., 1] - built["ty"]) ** 2, obj),
+        "loss_w": _masked_mean((p[..., 2] - built["tw"]) ** 2, obj),
+        "loss_h": _masked_mean((p[..., 3] - built["th"]) ** 2, obj),
+        "loss_conf_obj": _masked_mean(-_clamped_log(conf, log_clamp), obj),
+        "loss_conf_noobj": _masked_mean(-_clamped_log(1 - conf, log_clamp), noobj),
+    }
+    terms["loss_conf"] = (
+        _scalar(obj_scale, conf) * terms["loss_conf_obj"] + _scalar(noobj_scale, conf) * terms["loss_conf_noobj"]
+    )
     obj_c = obj.unsqueeze(-1).expand(*obj.shape, c)
     terms["loss_cls"] = _masked_mean(bce(p[..., 5:], built["tcls"], log_clamp), obj_c)
-    terms["loss_total"] = (terms["loss_x"] + terms["loss_y"] + terms["loss_w"] + terms["loss_h"]
-                           + terms["loss_conf"] + terms["loss_cls"])
+    terms["loss_total"] = (
+        terms["loss_x"] + terms["loss_y"] + terms["loss_w"] + terms["loss_h"] + terms["loss_conf"] + terms["loss_cls"]
+    )
     return terms
 
 
@@ -253,8 +280,14 @@ def _bce_logit_grad(p: torch.Tensor, t: torch.Tensor, log_clamp: float) -> torch
     return torch.where(live_neg, (1 - t) * p, zero) - torch.where(live_pos, t * (1 - p), zero)
 
 
-def yolo_grad(x: torch.Tensor, p: torch.Tensor, built: dict, obj_scale: float = 1.0,
-              noobj_scale: float = 100.0, log_clamp: float = -100.0) -> torch.Tensor:
+def yolo_grad(
+    x: torch.Tensor,
+    p: torch.Tensor,
+    built: dict,
+    obj_scale: float = 1.0,
+    noobj_scale: float = 100.0,
+    log_clamp: float = -100.0,
+) -> torch.Tensor:
     """Closed-form d loss_total / d x (Y9), shape of x (B, A*(C+5), G, G)."""
     obj, noobj = built["obj_mask"], built["noobj_mask"]
     c = p.shape[-1] - 5
@@ -273,16 +306,24 @@ def yolo_grad(x: torch.Tensor, p: torch.Tensor, built: dict, obj_scale: float = 
     g_obj = torch.where(obj, _bce_logit_grad(conf, one, log_clamp) * w_obj, zero)
     g_noobj = torch.where(noobj, _bce_logit_grad(conf, zero, log_clamp) * w_noobj, zero)
     obj_c = obj.unsqueeze(-1)
-    g_cls = torch.where(obj_c, _bce_logit_grad(p[..., 5:], built["tcls"], log_clamp),
-                        torch.zeros_like(p[..., 5:])) / (n_obj * c)
+    g_cls = torch.where(obj_c, _bce_logit_grad(p[..., 5:], built["tcls"], log_clamp), torch.zeros_like(p[..., 5:])) / (
+        n_obj * c
+    )
     g = torch.cat([torch.stack([gx, gy, gw, gh, g_obj + g_noobj], dim=-1), g_cls], dim=-1)
     return g.permute(0, 1, 4, 2, 3).reshape(x.shape)
 
 
-def yolo_layer(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor,
-               num_classes: int | None, img_dim: float, ignore_thres: float = 0.5,
-               obj_scale: float = 1.0, noobj_scale: float = 100.0,
-               log_clamp: float = -100.0) -> dict:
+def yolo_layer(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    num_classes: int | None,
+    img_dim: float,
+    ignore_thres: float = 0.5,
+    obj_scale: float = 1.0,
+    noobj_scale: float = 100.0,
+    log_clamp: float = -100.0,
+) -> dict:
     """Decode, targets and loss terms of one layer; the adapter.py keys without a prefix.
 
     ``num_classes`` None: C from x.shape[1] // A - 5. ``img_dim`` and the settings are Python
@@ -306,8 +347,7 @@ def box_iou(truths: torch.Tensor, priors_pt: torch.Tensor) -> torch.Tensor:
     """(B, M, P) IoU of truths (B, M, 4) against priors (P, 4), corner form, no +1 or eps (S2)."""
     t = truths.unsqueeze(2)
     q = priors_pt.view(1, 1, -1, 4)
-    wh = torch.clamp(torch.minimum(t[..., 2:], q[..., 2:]) - torch.maximum(t[..., :2], q[..., :2]),
-                     min=0)
+    wh = torch.clamp(torch.minimum(t[..., 2:], q[..., 2:]) - torch.maximum(t[..., :2], q[..., :2]), min=0)
     inter = wh[..., 0] * wh[..., 1]
     area_t = (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1])
     area_q = (q[..., 2] - q[..., 0]) * (q[..., 3] - q[..., 1])
@@ -332,8 +372,14 @@ def decode(loc: torch.Tensor, priors: torch.Tensor, variances) -> torch.Tensor:
     return point_form(torch.cat([centre, size], dim=-1))
 
 
-def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, priors: torch.Tensor,
-          threshold: float = 0.5, variances=(0.1, 0.2)) -> dict:
+def match(
+    truths: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    priors: torch.Tensor,
+    threshold: float = 0.5,
+    variances=(0.1, 0.2),
+) -> dict:
     """Match padded truths to priors for the whole batch (S2..S7, S13).
 
     truths (B, M, 4) corners, labels (B, M) 0-based, valid (B, M) bool, priors (P, 4).
@@ -343,11 +389,11 @@ def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prior
     b_, m_, _ = truths.shape
     p_ = priors.shape[0]
     unit = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=truths.dtype, device=truths.device)
-    truths = torch.where(valid.unsqueeze(-1), truths, unit)       # padding stays finite
-    overlaps = box_iou(truths, point_form(priors))                # (B, M, P)
+    truths = torch.where(valid.unsqueeze(-1), truths, unit)  # padding stays finite
+    overlaps = box_iou(truths, point_form(priors))  # (B, M, P)
     overlaps = torch.where(valid.unsqueeze(-1), overlaps, torch.full_like(overlaps, -1.0))
-    best_prior = torch.argmax(overlaps, dim=2)                    # (B, M), S3, S5
-    best_truth = torch.argmax(overlaps, dim=1)                    # (B, P), first on ties (S3)
+    best_prior = torch.argmax(overlaps, dim=2)  # (B, M), S3, S5
+    best_truth = torch.argmax(overlaps, dim=1)  # (B, P), first on ties (S3)
     best_truth_overlap = torch.gather(overlaps, 1, best_truth.unsqueeze(1)).squeeze(1)
     truth_ids = torch.arange(m_, device=truths.device).expand(b_, m_)
     forced = torch.full((b_, p_), -1, dtype=torch.long, device=truths.device)
@@ -360,7 +406,7 @@ def match(truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prior
     matched = torch.where(has_truth, matched, torch.full_like(matched, -1))  # S13
     safe = torch.clamp(matched, min=0)
     label = torch.gather(labels.to(torch.long), 1, safe)
-    positive = (overlap >= _scalar(threshold, overlap)) & has_truth   # S6
+    positive = (overlap >= _scalar(threshold, overlap)) & has_truth  # S6
     conf_t = torch.where(positive, label + 1, torch.zeros_like(label))
     boxes = torch.gather(truths, 1, safe.unsqueeze(-1).expand(b_, p_, 4))
     loc_t = encode(boxes, priors, variances)
@@ -380,8 +426,7 @@ def cross_entropy(conf: torch.Tensor, conf_t: torch.Tensor) -> torch.Tensor:
     return log_sum_exp(conf) - picked
 
 
-def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int,
-                       topk: bool = False) -> torch.Tensor:
+def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int, topk: bool = False) -> torch.Tensor:
     """(B, P) bool hard negatives (S10): the num_neg highest scores, minus the positives.
 
     score (B, P) mining score (0 at positives), pos (B, P) bool. num_neg =
@@ -396,17 +441,24 @@ def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int,
     else:
         order = torch.sort(score, dim=1, descending=True, stable=True).indices
     ranks = torch.arange(p_, device=score.device).expand_as(order)
-    rank = torch.empty_like(order).scatter(1, order, ranks)       # a permutation: no duplicates
+    rank = torch.empty_like(order).scatter(1, order, ranks)  # a permutation: no duplicates
     num_pos = pos.sum(dim=1, keepdim=True)
-    num_neg = torch.clamp(torch.as_tensor(neg_pos, dtype=torch.long, device=pos.device) * num_pos,
-                          max=p_ - 1)
+    num_neg = torch.clamp(torch.as_tensor(neg_pos, dtype=torch.long, device=pos.device) * num_pos, max=p_ - 1)
     return (rank < num_neg) & ~pos
 
 
-def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor,
-                  truths: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-                  threshold: float = 0.5, neg_pos: int = 3, variances=(0.1, 0.2),
-                  topk: bool = False) -> dict:
+def multibox_loss(
+    loc: torch.Tensor,
+    conf: torch.Tensor,
+    priors: torch.Tensor,
+    truths: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    threshold: float = 0.5,
+    neg_pos: int = 3,
+    variances=(0.1, 0.2),
+    topk: bool = False,
+) -> dict:
     """The whole SSD loss (S2..S13), loop-free; every key of implementations/adapter.py but grads.
 
     loc (B, P, 4), conf (B, P, C) logits, priors (P, 4) centre-size; truths (B, M, 4),
@@ -416,7 +468,7 @@ def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor,
     pos = m["conf_t"] > 0
     ce = cross_entropy(conf, m["conf_t"])
     neg = hard_negative_mask(ce, pos, neg_pos, topk)
-    n = torch.clamp(pos.sum().to(loc.dtype), min=1.0)             # S12: 0/0 read as 0
+    n = torch.clamp(pos.sum().to(loc.dtype), min=1.0)  # S12: 0/0 read as 0
     diff = loc - m["loc_t"]
     ad = diff.abs()
     sl1 = torch.where(ad < 1, 0.5 * diff * diff, ad - 0.5)
@@ -424,8 +476,14 @@ def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor,
     loss_l = sl1.sum() / n
     sel = pos | neg
     loss_c = torch.where(sel, ce, torch.zeros_like(ce)).sum() / n
-    return {**m, "pos_mask": pos, "neg_mask": neg, "decoded": decode(loc, priors, variances),
-            "loss_l": loss_l, "loss_c": loss_c}
+    return {
+        **m,
+        "pos_mask": pos,
+        "neg_mask": neg,
+        "decoded": decode(loc, priors, variances),
+        "loss_l": loss_l,
+        "loss_c": loss_c,
+    }
 
 
 def ssd_grad(loc: torch.Tensor, conf: torch.Tensor, out: dict) -> tuple:
@@ -454,14 +512,13 @@ def pad_truths(truths, dtype=np.float64):
     valid = np.zeros((b, m), dtype=bool)
     for i, t in enumerate(truths):
         t = np.asarray(t, dtype=np.float64).reshape(-1, 5)
-        boxes[i, :len(t)] = t[:, :4]
-        labels[i, :len(t)] = t[:, 4]
-        valid[i, :len(t)] = True
+        boxes[i, : len(t)] = t[:, :4]
+        labels[i, : len(t)] = t[:, 4]
+        valid[i, : len(t)] = True
     return boxes, labels, valid
 
 
 # ----------------------------------------------------------------------------- adapter
-
 
 
 class TorchBatchedAdapter:
@@ -478,6 +535,7 @@ class TorchBatchedAdapter:
 
     def yolo(self, case: YoloCase, device: str, dtype: str) -> dict:
         from reference.yolo import validate
+
         validate(case)
         td = getattr(torch, dtype)
         s = case.settings
@@ -486,8 +544,17 @@ class TorchBatchedAdapter:
         for k, (x_np, anchors_np) in enumerate(zip(case.outputs, case.anchors)):
             x = torch.as_tensor(x_np, dtype=td, device=device).requires_grad_(True)
             anchors = torch.as_tensor(anchors_np, dtype=td, device=device)
-            out = yolo_layer(x, targets, anchors, case.num_classes, float(case.img_dim),
-                             s.ignore_thres, s.obj_scale, s.noobj_scale, s.log_clamp)
+            out = yolo_layer(
+                x,
+                targets,
+                anchors,
+                case.num_classes,
+                float(case.img_dim),
+                s.ignore_thres,
+                s.obj_scale,
+                s.noobj_scale,
+                s.log_clamp,
+            )
             (grad,) = torch.autograd.grad(out["loss_total"], x)
             out.pop("p")
             for key, value in out.items():
@@ -500,17 +567,24 @@ class TorchBatchedAdapter:
 
     def ssd(self, case: SsdCase, device: str, dtype: str) -> dict:
         from reference.ssd import validate
+
         validate(case)
         td = getattr(torch, dtype)
         s = case.settings
         boxes, labels, valid = pad_truths(case.truths)
         loc = torch.as_tensor(case.loc, dtype=td, device=device).requires_grad_(True)
         conf = torch.as_tensor(case.conf, dtype=td, device=device).requires_grad_(True)
-        out = multibox_loss(loc, conf, torch.as_tensor(case.priors, dtype=td, device=device),
-                            torch.as_tensor(boxes, dtype=td, device=device),
-                            torch.as_tensor(labels, dtype=td, device=device),
-                            torch.as_tensor(valid, device=device),
-                            s.threshold, s.neg_pos, tuple(s.variances))
+        out = multibox_loss(
+            loc,
+            conf,
+            torch.as_tensor(case.priors, dtype=td, device=device),
+            torch.as_tensor(boxes, dtype=td, device=device),
+            torch.as_tensor(labels, dtype=td, device=device),
+            torch.as_tensor(valid, device=device),
+            s.threshold,
+            s.neg_pos,
+            tuple(s.variances),
+        )
         g_loc, g_conf = torch.autograd.grad(out["loss_l"] + out["loss_c"], (loc, conf))
         result = {k: v.detach().cpu().numpy() for k, v in out.items()}
         result["grad_loc"], result["grad_conf"] = g_loc.cpu().numpy(), g_conf.cpu().numpy()

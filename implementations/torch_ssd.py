@@ -30,6 +30,7 @@ the batch's positive count. Fixes relative to the seed, rule by rule
       built loc_t / conf_t on the CPU with legacy constructors and ``Variable``); no
       ``.data``; float32 and float64, CPU and CUDA.
 """
+
 from __future__ import annotations
 
 import torch
@@ -68,8 +69,7 @@ def decode(loc: torch.Tensor, priors: torch.Tensor, variances) -> torch.Tensor:
     return torch.cat((cxcy - wh / 2, cxcy + wh / 2), -1)
 
 
-def match(threshold: float, truths: torch.Tensor, priors: torch.Tensor, variances,
-          labels: torch.Tensor) -> tuple:
+def match(threshold: float, truths: torch.Tensor, priors: torch.Tensor, variances, labels: torch.Tensor) -> tuple:
     """Match one image's truths to the priors (S3-S7, S13).
 
     truths: (n, 4) corner form; priors: (P, 4) centre-size; labels: (n,) int64, 0-based.
@@ -78,9 +78,11 @@ def match(threshold: float, truths: torch.Tensor, priors: torch.Tensor, variance
     """
     P = priors.shape[0]
     if truths.shape[0] == 0:
-        return (torch.full((P,), -1, dtype=torch.long, device=priors.device),
-                torch.zeros(P, dtype=torch.long, device=priors.device),
-                torch.zeros(P, 4, dtype=priors.dtype, device=priors.device))
+        return (
+            torch.full((P,), -1, dtype=torch.long, device=priors.device),
+            torch.zeros(P, dtype=torch.long, device=priors.device),
+            torch.zeros(P, 4, dtype=priors.dtype, device=priors.device),
+        )
     overlaps = jaccard(truths, point_form(priors))
     best_prior_idx = overlaps.argmax(1)
     best_truth_overlap, best_truth_idx = overlaps.amax(0), overlaps.argmax(0)
@@ -112,8 +114,9 @@ def hard_negative_mask(score: torch.Tensor, pos: torch.Tensor, neg_pos: int) -> 
     return idx_rank < num_neg
 
 
-def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, truths,
-                  settings: SsdSettings = SsdSettings()) -> dict:
+def multibox_loss(
+    loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, truths, settings: SsdSettings = SsdSettings()
+) -> dict:
     """SSD MultiBoxLoss of one batch (S2-S13).
 
     loc: (B, P, 4) offsets; conf: (B, P, C) logits, class 0 background; priors: (P, 4)
@@ -122,8 +125,7 @@ def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, t
     loc_t (B, P, 4); pos_mask, neg_mask (B, P) bool; decoded (B, P, 4) corner form; loss_l,
     loss_c 0-d tensors in loc's dtype, differentiable with respect to loc and conf.
     """
-    per_image = [match(settings.threshold, t[:, :4], priors, settings.variances, t[:, 4].long())
-                 for t in truths]
+    per_image = [match(settings.threshold, t[:, :4], priors, settings.variances, t[:, 4].long()) for t in truths]
     matched, conf_t, loc_t = (torch.stack(parts) for parts in zip(*per_image))
     pos = conf_t > 0
     with torch.no_grad():
@@ -132,6 +134,13 @@ def multibox_loss(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, t
     n = pos.sum().clamp(min=1).to(loc.dtype)
     loss_l = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum", beta=1.0) / n
     loss_c = F.cross_entropy(conf[selected], conf_t[selected], reduction="sum") / n
-    return {"matched": matched, "conf_t": conf_t, "loc_t": loc_t, "pos_mask": pos,
-            "neg_mask": mined & ~pos, "decoded": decode(loc.detach(), priors, settings.variances),
-            "loss_l": loss_l, "loss_c": loss_c}
+    return {
+        "matched": matched,
+        "conf_t": conf_t,
+        "loc_t": loc_t,
+        "pos_mask": pos,
+        "neg_mask": mined & ~pos,
+        "decoded": decode(loc.detach(), priors, settings.variances),
+        "loss_l": loss_l,
+        "loss_c": loss_c,
+    }

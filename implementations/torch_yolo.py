@@ -36,6 +36,7 @@ asks for. Fixes relative to the seed, rule by rule:
       CPU and CUDA. No legacy typed-tensor constructors (the seed's cuda Float/Byte tensors), bool
       masks, ``.long()`` only after validation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,17 +56,21 @@ def decode(p: torch.Tensor, anchors: torch.Tensor, img_dim: float) -> dict:
     stride = img_dim / G
     scaled_anchors = anchors / stride
     grid = torch.arange(G, device=p.device, dtype=p.dtype)
-    pred_boxes = torch.stack((torch.sigmoid(p[..., 0]) + grid.view(1, 1, 1, G),
-                              torch.sigmoid(p[..., 1]) + grid.view(1, 1, G, 1),
-                              torch.exp(p[..., 2]) * scaled_anchors[:, 0].view(1, A, 1, 1),
-                              torch.exp(p[..., 3]) * scaled_anchors[:, 1].view(1, A, 1, 1)), -1)
+    pred_boxes = torch.stack(
+        (
+            torch.sigmoid(p[..., 0]) + grid.view(1, 1, 1, G),
+            torch.sigmoid(p[..., 1]) + grid.view(1, 1, G, 1),
+            torch.exp(p[..., 2]) * scaled_anchors[:, 0].view(1, A, 1, 1),
+            torch.exp(p[..., 3]) * scaled_anchors[:, 1].view(1, A, 1, 1),
+        ),
+        -1,
+    )
     output = torch.empty(p.shape, device=p.device, dtype=p.dtype)
     torch.sigmoid(p, out=output)  # one pass: conf and cls in place, the box columns overwritten
     output[..., :4] = pred_boxes * stride
     conf, cls = output[..., 4], output[..., 5:]
     output = output.view(B, A * G * G, -1)
-    return {"conf": conf, "cls": cls, "pred_boxes": pred_boxes,
-            "scaled_anchors": scaled_anchors, "output": output}
+    return {"conf": conf, "cls": cls, "pred_boxes": pred_boxes, "scaled_anchors": scaled_anchors, "output": output}
 
 
 def wh_iou(anchors: torch.Tensor, gwh: torch.Tensor) -> torch.Tensor:
@@ -98,8 +103,13 @@ def last_per_key(key: torch.Tensor) -> torch.Tensor:
     return order[is_last]
 
 
-def build_targets(pred_boxes: torch.Tensor, pred_cls: torch.Tensor, targets: torch.Tensor,
-                  scaled_anchors: torch.Tensor, ignore_thres: float) -> dict:
+def build_targets(
+    pred_boxes: torch.Tensor,
+    pred_cls: torch.Tensor,
+    targets: torch.Tensor,
+    scaled_anchors: torch.Tensor,
+    ignore_thres: float,
+) -> dict:
     """Targets and masks of one layer (Y2-Y6, Y11, Y12).
 
     pred_boxes: (B, A, G, G, 4) grid units. pred_cls: (B, A, G, G, C) probabilities.
@@ -137,9 +147,18 @@ def build_targets(pred_boxes: torch.Tensor, pred_cls: torch.Tensor, targets: tor
     th[cell] = torch.log(gwh[w, 1] / scaled_anchors[best_n[w], 1] + 1e-16)
     class_mask[cell] = (pred_cls[cell].argmax(-1) == labels[w]).to(opts["dtype"])
     iou_scores[cell] = bbox_iou_plus1(pred_boxes[cell], target_boxes[w])
-    return {"obj_mask": obj_mask, "noobj_mask": noobj_mask, "tx": tx, "ty": ty, "tw": tw,
-            "th": th, "tconf": obj_mask.to(opts["dtype"]), "tcls": tcls,
-            "class_mask": class_mask, "iou_scores": iou_scores}
+    return {
+        "obj_mask": obj_mask,
+        "noobj_mask": noobj_mask,
+        "tx": tx,
+        "ty": ty,
+        "tw": tw,
+        "th": th,
+        "tconf": obj_mask.to(opts["dtype"]),
+        "tcls": tcls,
+        "class_mask": class_mask,
+        "iou_scores": iou_scores,
+    }
 
 
 def clamped_log(p: torch.Tensor, log_clamp: float) -> torch.Tensor:
@@ -166,8 +185,14 @@ def mean_or_zero(values: torch.Tensor) -> torch.Tensor:
     return values.sum() / max(values.numel(), 1)
 
 
-def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, num_classes: int,
-               img_dim: float, settings: YoloSettings = YoloSettings()) -> dict:
+def layer_loss(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    num_classes: int,
+    img_dim: float,
+    settings: YoloSettings = YoloSettings(),
+) -> dict:
     """Decode, targets and loss terms of one YOLOv3 layer (Y1-Y12).
 
     x: (B, A*(C+5), G, G) float32/float64 logits on any device; targets (T, 6) and anchors
@@ -178,8 +203,7 @@ def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, nu
     B, _, G, _ = x.shape
     x5 = x.view(B, anchors.shape[0], num_classes + 5, G, G)  # Y1: channels of each anchor
     d = decode(x5.permute(0, 1, 3, 4, 2), anchors, img_dim)
-    t = build_targets(d["pred_boxes"], d["cls"], targets, d["scaled_anchors"],
-                      settings.ignore_thres)
+    t = build_targets(d["pred_boxes"], d["cls"], targets, d["scaled_anchors"], settings.ignore_thres)
     obj, noobj, clamp = t["obj_mask"], t["noobj_mask"], settings.log_clamp
     # Select logits in x's own (B, A, C+5, G, G) layout so that backward writes into a
     # contiguous gradient of x's shape (no full-size permute copies).
@@ -195,19 +219,19 @@ def layer_loss(x: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor, nu
         "loss_conf_noobj": mean_or_zero(-clamped_log1m(conf_noobj, clamp)),
         "loss_cls": mean_or_zero(bce(torch.sigmoid(at_obj[:, 5:]), t["tcls"][obj], clamp)),
     }
-    loss["loss_conf"] = (settings.obj_scale * loss["loss_conf_obj"]
-                         + settings.noobj_scale * loss["loss_conf_noobj"])
-    loss["loss_total"] = (loss["loss_x"] + loss["loss_y"] + loss["loss_w"] + loss["loss_h"]
-                          + loss["loss_conf"] + loss["loss_cls"])
+    loss["loss_conf"] = settings.obj_scale * loss["loss_conf_obj"] + settings.noobj_scale * loss["loss_conf_noobj"]
+    loss["loss_total"] = (
+        loss["loss_x"] + loss["loss_y"] + loss["loss_w"] + loss["loss_h"] + loss["loss_conf"] + loss["loss_cls"]
+    )
     return {"output": d["output"], **t, **loss}
 
 
-def yolo_loss(outputs, anchors, targets: torch.Tensor, num_classes: int, img_dim: float,
-              settings: YoloSettings = YoloSettings()) -> tuple[list, torch.Tensor]:
+def yolo_loss(
+    outputs, anchors, targets: torch.Tensor, num_classes: int, img_dim: float, settings: YoloSettings = YoloSettings()
+) -> tuple[list, torch.Tensor]:
     """Every layer's ``layer_loss`` and the total (sum of the layers' loss_total, 0-d).
 
     outputs: sequence of (B, A*(C+5), G_k, G_k) tensors; anchors: matching (A, 2) tensors.
     """
-    layers = [layer_loss(x, targets, a, num_classes, img_dim, settings)
-              for x, a in zip(outputs, anchors)]
+    layers = [layer_loss(x, targets, a, num_classes, img_dim, settings) for x, a in zip(outputs, anchors)]
     return layers, sum(layer["loss_total"] for layer in layers)

@@ -4,6 +4,7 @@ Arrays are float64 NumPy arrays. A case cast with ``astype`` holds values exactl
 representable in that dtype but is still float64, so the reference and the
 implementation under test see the same numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -50,9 +51,12 @@ class YoloCase:
     name: str = ""
 
     def astype(self, dtype) -> "YoloCase":
-        return replace(self, outputs=tuple(round_to(x, dtype) for x in self.outputs),
-                       anchors=tuple(round_to(a, dtype) for a in self.anchors),
-                       targets=round_to(self.targets, dtype))
+        return replace(
+            self,
+            outputs=tuple(round_to(x, dtype) for x in self.outputs),
+            anchors=tuple(round_to(a, dtype) for a in self.anchors),
+            targets=round_to(self.targets, dtype),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class SsdCase:
         return self.conf.shape[-1]
 
     def astype(self, dtype) -> "SsdCase":
-        return replace(self, loc=round_to(self.loc, dtype), conf=round_to(self.conf, dtype),
-                       priors=round_to(self.priors, dtype),
-                       truths=tuple(round_to(t, dtype) for t in self.truths))
+        return replace(
+            self,
+            loc=round_to(self.loc, dtype),
+            conf=round_to(self.conf, dtype),
+            priors=round_to(self.priors, dtype),
+            truths=tuple(round_to(t, dtype) for t in self.truths),
+        )

@@ -4,6 +4,7 @@ All of them subclass ``ValueError`` so that callers who only know "bad input" ca
 ``real_array`` and ``real_number`` turn what a user passes (lists, ints, float32 arrays)
 into float64 at the entry of both references, or raise the typed error.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,6 +45,7 @@ class DtypeError(InvalidInputError):
 
 # ---------------------------------------------------------------- input types, shared by both references
 
+
 def real_array(field: str, value) -> np.ndarray:
     """``value`` (an array or nested sequences of int or float) as a float64 ndarray.
 
@@ -54,11 +56,13 @@ def real_array(field: str, value) -> np.ndarray:
     try:
         a = np.asarray(value)
     except ValueError:  # inhomogeneous nested sequences
-        raise ShapeError(field, None, type(value).__name__,
-                         "nested sequences of unequal lengths, not an array") from None
+        raise ShapeError(
+            field, None, type(value).__name__, "nested sequences of unequal lengths, not an array"
+        ) from None
     if a.dtype.kind not in "iuf":
-        raise DtypeError(field, None, str(a.dtype),
-                         "must hold real numbers (int or float), not bool, complex, text or objects")
+        raise DtypeError(
+            field, None, str(a.dtype), "must hold real numbers (int or float), not bool, complex, text or objects"
+        )
     return a.astype(np.float64, copy=False)
 
 
@@ -67,7 +71,6 @@ def real_number(field: str, value, row=None) -> float:
     those) as a float; bool, None, str, sequences and complex raise SettingError."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise SettingError(field, row, value, f"must be a real number, not {type(value).__name__}")
     return float(value)

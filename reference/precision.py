@@ -6,6 +6,7 @@ finite numbers, the error allowed to its transcendental functions, and how to ro
 float64 array to it. ``PRECISIONS`` lists them by name; the names are NumPy's and torch's
 (``getattr(torch, p.name)`` is the torch dtype).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,12 +44,15 @@ class Precision:
         return self.name
 
 
-PRECISIONS = {p.name: p for p in (
-    Precision("float64", 2.0**-53, 2.0**-1022, 2.0**-1074, float(np.finfo(np.float64).max)),
-    Precision("float32", 2.0**-24, 2.0**-126, 2.0**-149, float(np.finfo(np.float32).max)),
-    Precision("float16", 2.0**-11, 2.0**-14, 2.0**-24, 65504.0),
-    Precision("bfloat16", 2.0**-8, 2.0**-126, 2.0**-133, 3.3895313892515355e38),
-)}
+PRECISIONS = {
+    p.name: p
+    for p in (
+        Precision("float64", 2.0**-53, 2.0**-1022, 2.0**-1074, float(np.finfo(np.float64).max)),
+        Precision("float32", 2.0**-24, 2.0**-126, 2.0**-149, float(np.finfo(np.float32).max)),
+        Precision("float16", 2.0**-11, 2.0**-14, 2.0**-24, 65504.0),
+        Precision("bfloat16", 2.0**-8, 2.0**-126, 2.0**-133, 3.3895313892515355e38),
+    )
+}
 DTYPES = tuple(PRECISIONS)
 
 

@@ -2,6 +2,7 @@
 
 Priors are float64 centre-size rows (cx, cy, w, h), normalised to [0, 1] of the image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,14 +32,24 @@ class PriorConfig:
 
 
 VOC_300 = PriorConfig(
-    feature_maps=(38, 19, 10, 5, 3, 1), steps=(8, 16, 32, 64, 100, 300), image_size=300,
-    min_sizes=(30, 60, 111, 162, 213, 264), max_sizes=(60, 111, 162, 213, 264, 315),
-    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)), clip=True)
+    feature_maps=(38, 19, 10, 5, 3, 1),
+    steps=(8, 16, 32, 64, 100, 300),
+    image_size=300,
+    min_sizes=(30, 60, 111, 162, 213, 264),
+    max_sizes=(60, 111, 162, 213, 264, 315),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    clip=True,
+)
 
 COCO_300 = PriorConfig(
-    feature_maps=(38, 19, 10, 5, 3, 1), steps=(8, 16, 32, 64, 100, 300), image_size=300,
-    min_sizes=(21, 45, 99, 153, 207, 261), max_sizes=(45, 99, 153, 207, 261, 315),
-    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)), clip=True)
+    feature_maps=(38, 19, 10, 5, 3, 1),
+    steps=(8, 16, 32, 64, 100, 300),
+    image_size=300,
+    min_sizes=(21, 45, 99, 153, 207, 261),
+    max_sizes=(45, 99, 153, 207, 261, 315),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    clip=True,
+)
 
 
 def box_sizes(config: PriorConfig, k: int) -> np.ndarray:

@@ -5,6 +5,7 @@ Boxes are normalised to [0, 1]; corners are (xmin, ymin, xmax, ymax), centre-siz
 (cx, cy, w, h). Every float is float64, every index int64: ``evaluate`` casts the case's
 arrays (float16, float32, int, nested lists) to float64 at entry, as the YOLO reference does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from reference.errors import (
 
 # ---------------------------------------------------------------- boxes (S2, S7, S8)
 
+
 def point_form(boxes: np.ndarray) -> np.ndarray:
     """(..., 4) centre-size -> (..., 4) corners: (cx - w/2, cy - h/2, cx + w/2, cy + h/2)."""
     boxes = np.asarray(boxes, dtype=np.float64)
@@ -34,8 +36,7 @@ def point_form(boxes: np.ndarray) -> np.ndarray:
 def center_size(corners: np.ndarray) -> np.ndarray:
     """(..., 4) corners -> (..., 4) centre-size: ((x0 + x1)/2, (y0 + y1)/2, x1 - x0, y1 - y0)."""
     corners = np.asarray(corners, dtype=np.float64)
-    return np.concatenate([(corners[..., :2] + corners[..., 2:]) / 2,
-                           corners[..., 2:] - corners[..., :2]], axis=-1)
+    return np.concatenate([(corners[..., :2] + corners[..., 2:]) / 2, corners[..., 2:] - corners[..., :2]], axis=-1)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,6 +81,7 @@ def decode(loc: np.ndarray, priors: np.ndarray, variances) -> np.ndarray:
 
 # ---------------------------------------------------------------- matching (S3-S6, S13)
 
+
 @dataclass
 class Match:
     """Matching of one image's n truths against P priors.
@@ -120,8 +122,7 @@ def _top_two_gap(x: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(top - rest.max(axis=axis, keepdims=True), axis=axis)
 
 
-def match(truths: np.ndarray, priors: np.ndarray, threshold: float,
-          best_prior: np.ndarray | None = None) -> Match:
+def match(truths: np.ndarray, priors: np.ndarray, threshold: float, best_prior: np.ndarray | None = None) -> Match:
     """Match one image's truths (n, 5) to centre-size priors (P, 4) (S3-S6, S13).
 
     ``best_prior`` (n,) int, if given, replaces the argmax as each truth's forced prior.
@@ -130,8 +131,9 @@ def match(truths: np.ndarray, priors: np.ndarray, threshold: float,
     return _match_corners(truths, point_form(priors), threshold, best_prior)
 
 
-def _match_corners(truths: np.ndarray, prior_corners: np.ndarray, threshold: float,
-                   best_prior: np.ndarray | None, margins: bool = True) -> Match:
+def _match_corners(
+    truths: np.ndarray, prior_corners: np.ndarray, threshold: float, best_prior: np.ndarray | None, margins: bool = True
+) -> Match:
     """``match`` with the priors already in corner form (P, 4), converted once per batch.
 
     margins=False leaves best_prior_margin and best_truth_margin None: ``evaluate`` reads
@@ -143,9 +145,16 @@ def _match_corners(truths: np.ndarray, prior_corners: np.ndarray, threshold: flo
     if n == 0:
         matched = np.full(num_priors, -1, dtype=np.int64)
         overlap = np.zeros(num_priors)
-        return Match(overlaps, np.zeros(0, np.int64), np.zeros(0), matched.copy(),
-                     np.full(num_priors, np.inf), matched, overlap,
-                     np.abs(overlap - threshold))
+        return Match(
+            overlaps,
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            matched.copy(),
+            np.full(num_priors, np.inf),
+            matched,
+            overlap,
+            np.abs(overlap - threshold),
+        )
     argmax_prior = overlaps.argmax(axis=1)
     best_prior = argmax_prior if best_prior is None else np.asarray(best_prior, dtype=np.int64)
     best_truth = overlaps.argmax(axis=0)
@@ -159,8 +168,16 @@ def _match_corners(truths: np.ndarray, prior_corners: np.ndarray, threshold: flo
     prior_gap = truth_gap = None
     if margins:
         prior_gap, truth_gap = _top_two_gap(overlaps, 1), _top_two_gap(overlaps, 0)
-    return Match(overlaps, best_prior.astype(np.int64), prior_gap, best_truth.astype(np.int64),
-                 truth_gap, matched.astype(np.int64), overlap, threshold_margin)
+    return Match(
+        overlaps,
+        best_prior.astype(np.int64),
+        prior_gap,
+        best_truth.astype(np.int64),
+        truth_gap,
+        matched.astype(np.int64),
+        overlap,
+        threshold_margin,
+    )
 
 
 def targets(case: SsdCase, matches: list) -> dict:
@@ -170,8 +187,11 @@ def targets(case: SsdCase, matches: list) -> dict:
     loc_t (B, P, 4) float64 (0 at background priors), pos_mask (B, P) bool.
     """
     priors, threshold = case.priors, case.settings.threshold
-    matched = np.zeros((0, len(priors)), np.int64) if len(matches) == 0 else \
-        np.stack([m.matched for m in matches]).astype(np.int64)
+    matched = (
+        np.zeros((0, len(priors)), np.int64)
+        if len(matches) == 0
+        else np.stack([m.matched for m in matches]).astype(np.int64)
+    )
     conf_t = np.zeros(matched.shape, dtype=np.int64)
     loc_t = np.zeros(matched.shape + (4,))
     for b, (truth, m) in enumerate(zip(case.truths, matches)):
@@ -186,6 +206,7 @@ def targets(case: SsdCase, matches: list) -> dict:
 
 
 # ---------------------------------------------------------------- mining (S9, S10)
+
 
 def _pick(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """(N,) rows[i, cols[i]] of a C-contiguous (N, C) array, by flat index (np.take is several
@@ -224,7 +245,7 @@ def mining_score(conf: np.ndarray, conf_t: np.ndarray) -> np.ndarray:
     for start in range(0, len(logits), _MINING_ROWS):
         rows = slice(start, start + _MINING_ROWS)
         block = logits[rows]
-        score[rows] = _logsumexp(block, out=shifted[:len(block)]) - _pick(block, target[rows])
+        score[rows] = _logsumexp(block, out=shifted[: len(block)]) - _pick(block, target[rows])
     score = score.reshape(conf.shape[:-1])
     score[conf_t > 0] = 0.0
     return score
@@ -271,8 +292,10 @@ def hard_negative_mask(score: np.ndarray, pos_mask: np.ndarray, neg_pos: int) ->
 
 # ---------------------------------------------------------------- loss (S11, S12)
 
-def multibox_loss(loc: np.ndarray, conf: np.ndarray, loc_t: np.ndarray, conf_t: np.ndarray,
-                  pos_mask: np.ndarray, neg_mask: np.ndarray) -> dict:
+
+def multibox_loss(
+    loc: np.ndarray, conf: np.ndarray, loc_t: np.ndarray, conf_t: np.ndarray, pos_mask: np.ndarray, neg_mask: np.ndarray
+) -> dict:
     """loss_l, loss_c (0-d float64) and their analytic gradients (S11, S12).
 
     loc (B, P, 4), conf (B, P, C), loc_t (B, P, 4), conf_t (B, P) int, masks (B, P) bool.
@@ -286,8 +309,7 @@ def multibox_loss(loc: np.ndarray, conf: np.ndarray, loc_t: np.ndarray, conf_t: 
     grad_conf = np.zeros(conf.shape)
     count = int(pos_mask.sum())
     if count == 0:
-        return {"loss_l": np.float64(0.0), "loss_c": np.float64(0.0),
-                "grad_loc": grad_loc, "grad_conf": grad_conf}
+        return {"loss_l": np.float64(0.0), "loss_c": np.float64(0.0), "grad_loc": grad_loc, "grad_conf": grad_conf}
     diff = loc[pos_mask] - loc_t[pos_mask]
     small = np.abs(diff) < 1.0
     loss_l = np.where(small, 0.5 * diff * diff, np.abs(diff) - 0.5).sum() / count
@@ -304,11 +326,11 @@ def multibox_loss(loc: np.ndarray, conf: np.ndarray, loc_t: np.ndarray, conf_t: 
     softmax = exp / total
     softmax[rows, target] -= 1.0
     grad_conf[selected] = softmax / count
-    return {"loss_l": np.float64(loss_l), "loss_c": np.float64(loss_c),
-            "grad_loc": grad_loc, "grad_conf": grad_conf}
+    return {"loss_l": np.float64(loss_l), "loss_c": np.float64(loss_c), "grad_loc": grad_loc, "grad_conf": grad_conf}
 
 
 # ---------------------------------------------------------------- validation (S14)
+
 
 def _first_bad(mask: np.ndarray):
     """Index tuple (or int for 1-D) of the first True in mask, or None."""
@@ -341,8 +363,7 @@ def _settings(s) -> SsdSettings:
     if not (np.isfinite(neg_pos) and neg_pos == np.floor(neg_pos) and neg_pos >= 0):
         raise SettingError("settings.neg_pos", None, s.neg_pos, "must be an integer >= 0")
     given = s.variances
-    if not (isinstance(given, (tuple, list)) or (isinstance(given, np.ndarray) and given.ndim == 1)) \
-            or len(given) != 2:
+    if not (isinstance(given, (tuple, list)) or (isinstance(given, np.ndarray) and given.ndim == 1)) or len(given) != 2:
         raise SettingError("settings.variances", None, given, "must hold 2 values")
     variances = tuple(real_number("settings.variances", v, i) for i, v in enumerate(given))
     for i, v in enumerate(variances):
@@ -356,12 +377,15 @@ def _float64_case(case: SsdCase) -> SsdCase:
     settings = _settings(case.settings)
     truths = case.truths
     if not (isinstance(truths, (tuple, list)) or (isinstance(truths, np.ndarray) and truths.ndim)):
-        raise ShapeError("truths", None, type(truths).__name__,
-                         "must be a tuple of B arrays (n_i, 5), one per image")
-    return replace(case, loc=real_array("loc", case.loc), conf=real_array("conf", case.conf),
-                   priors=real_array("priors", case.priors),
-                   truths=tuple(real_array(f"truths[{b}]", t) for b, t in enumerate(truths)),
-                   settings=settings)
+        raise ShapeError("truths", None, type(truths).__name__, "must be a tuple of B arrays (n_i, 5), one per image")
+    return replace(
+        case,
+        loc=real_array("loc", case.loc),
+        conf=real_array("conf", case.conf),
+        priors=real_array("priors", case.priors),
+        truths=tuple(real_array(f"truths[{b}]", t) for b, t in enumerate(truths)),
+        settings=settings,
+    )
 
 
 def _validate_arrays(case: SsdCase) -> None:
@@ -371,8 +395,7 @@ def _validate_arrays(case: SsdCase) -> None:
     if loc.ndim != 3 or loc.shape[1:] != (priors.shape[0], 4):
         raise ShapeError("loc", None, loc.shape, f"must be (B, {priors.shape[0]}, 4)")
     if conf.ndim != 3 or conf.shape[:2] != loc.shape[:2] or conf.shape[2] < 2:
-        raise ShapeError("conf", None, conf.shape,
-                         f"must be ({loc.shape[0]}, {priors.shape[0]}, C) with C >= 2")
+        raise ShapeError("conf", None, conf.shape, f"must be ({loc.shape[0]}, {priors.shape[0]}, C) with C >= 2")
     if len(case.truths) != loc.shape[0]:
         raise ShapeError("truths", None, len(case.truths), f"must hold B = {loc.shape[0]} arrays")
     _check_finite("priors", priors)
@@ -401,8 +424,7 @@ def _validate_truths(b: int, truth: np.ndarray, num_classes: int) -> None:
     label = truth[:, 4]
     row = _first_bad((label != np.floor(label)) | (label < 0) | (label > num_classes - 2))
     if row is not None:
-        raise LabelError(name, row, float(label[row]),
-                         f"label must be an integer in [0, {num_classes - 2}]")
+        raise LabelError(name, row, float(label[row]), f"label must be an integer in [0, {num_classes - 2}]")
 
 
 def checked(case: SsdCase) -> SsdCase:
@@ -424,8 +446,8 @@ def validate(case: SsdCase) -> None:
 
 # ---------------------------------------------------------------- everything
 
-def evaluate(case: SsdCase, matches: list | None = None,
-             neg_mask: np.ndarray | None = None) -> dict:
+
+def evaluate(case: SsdCase, matches: list | None = None, neg_mask: np.ndarray | None = None) -> dict:
     """Every SSD output key of implementations/adapter.py for ``case``.
 
     ``matches`` (one Match per image) overrides the matching; ``neg_mask`` (B, P) bool
@@ -436,12 +458,15 @@ def evaluate(case: SsdCase, matches: list | None = None,
     s = case.settings
     if matches is None:
         prior_corners = point_form(case.priors)
-        matches = [_match_corners(t, prior_corners, s.threshold, None, margins=False)
-                   for t in case.truths]
+        matches = [_match_corners(t, prior_corners, s.threshold, None, margins=False) for t in case.truths]
     t = targets(case, matches)
     if neg_mask is None:
         score = mining_score(case.conf, t["conf_t"])
         neg_mask = hard_negative_mask(score, t["pos_mask"], s.neg_pos).neg_mask
     loss = multibox_loss(case.loc, case.conf, t["loc_t"], t["conf_t"], t["pos_mask"], neg_mask)
-    return {**t, "neg_mask": np.asarray(neg_mask, dtype=bool),
-            "decoded": decode(case.loc, case.priors, s.variances), **loss}
+    return {
+        **t,
+        "neg_mask": np.asarray(neg_mask, dtype=bool),
+        "decoded": decode(case.loc, case.priors, s.variances),
+        **loss,
+    }

@@ -7,6 +7,7 @@ targets (T, 6) rows [sample_idx, class, cx, cy, w, h], cx..h normalised to [0, 1
 img_dim the side of the padded square image in pixels; stride = img_dim / G pixels per cell.
 Everything computed here is float64. "Grid units" means cells: pixels / stride.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -31,6 +32,7 @@ IOU_EPS = 1e-16  # the seed's epsilon in the union of bbox_iou (Y12)
 
 
 # ---------------------------------------------------------------- small helpers
+
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic function in float64, written to ``out`` (a new array if None).
@@ -70,6 +72,7 @@ def _empty_mean(total: float, count: int) -> float:
 
 # ---------------------------------------------------------------- Y1 decode
 
+
 def decode(x: np.ndarray, anchors: np.ndarray, num_classes: int, img_dim: float) -> np.ndarray:
     """Layer output (B, A*G*G, 5+C) float64 in (anchor, row, col) order (Y1).
 
@@ -97,6 +100,7 @@ def decode(x: np.ndarray, anchors: np.ndarray, num_classes: int, img_dim: float)
 
 
 # ---------------------------------------------------------------- Y2-Y4 assignment
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -145,40 +149,40 @@ def _top_two_margin(values: np.ndarray) -> np.ndarray:
     return top[..., -1] - top[..., -2]
 
 
-def assign(targets: np.ndarray, anchors: np.ndarray, grid_size: int, img_dim: float,
-           ignore_thres: float) -> Assignment:
+def assign(targets: np.ndarray, anchors: np.ndarray, grid_size: int, img_dim: float, ignore_thres: float) -> Assignment:
     """Best anchor (Y2), cell (Y3) and ignore set (Y4) of every target for one layer."""
     targets = np.asarray(targets, dtype=np.float64).reshape(-1, 6)
     anchors_g = scaled_anchors(anchors, grid_size, img_dim)
     gxy = targets[:, 2:4] * grid_size
     ious = wh_iou(anchors_g, targets[:, 4:6] * grid_size)
     cell = np.minimum(np.floor(gxy), grid_size - 1).astype(np.int64)
-    return Assignment(best_anchor=np.argmax(ious, axis=1).astype(np.int64),  # first on ties
-                      gi=cell[:, 0], gj=cell[:, 1],
-                      ignore=ious > ignore_thres, wh_iou=ious,
-                      anchor_margin=_top_two_margin(ious),
-                      cell_margin=_boundary_distance(gxy, grid_size).min(axis=1),
-                      ignore_margin=np.abs(ious - ignore_thres))
+    return Assignment(
+        best_anchor=np.argmax(ious, axis=1).astype(np.int64),  # first on ties
+        gi=cell[:, 0],
+        gj=cell[:, 1],
+        ignore=ious > ignore_thres,
+        wh_iou=ious,
+        anchor_margin=_top_two_margin(ious),
+        cell_margin=_boundary_distance(gxy, grid_size).min(axis=1),
+        ignore_margin=np.abs(ious - ignore_thres),
+    )
 
 
 # ---------------------------------------------------------------- Y4-Y6, Y11, Y12 targets
 
-def check_assignment(assignment: Assignment, num_targets: int, num_anchors: int,
-                     grid_size: int) -> None:
+
+def check_assignment(assignment: Assignment, num_targets: int, num_anchors: int, grid_size: int) -> None:
     """Raise a typed error if an (overridden) assignment does not fit the layer."""
     for name, size in (("best_anchor", num_anchors), ("gi", grid_size), ("gj", grid_size)):
         v = np.asarray(getattr(assignment, name))
         if v.shape != (num_targets,):
-            raise ShapeError(f"assignment.{name}", None, v.shape,
-                             f"must have shape ({num_targets},)")
+            raise ShapeError(f"assignment.{name}", None, v.shape, f"must have shape ({num_targets},)")
         bad = np.nonzero((v < 0) | (v >= size))[0]
         if len(bad):
-            raise InvalidInputError(f"assignment.{name}", int(bad[0]), int(v[bad[0]]),
-                                    f"must be in [0, {size})")
+            raise InvalidInputError(f"assignment.{name}", int(bad[0]), int(v[bad[0]]), f"must be in [0, {size})")
     ignore = np.asarray(assignment.ignore)
     if ignore.shape != (num_targets, num_anchors):
-        raise ShapeError("assignment.ignore", None, ignore.shape,
-                         f"must have shape ({num_targets}, {num_anchors})")
+        raise ShapeError("assignment.ignore", None, ignore.shape, f"must have shape ({num_targets}, {num_anchors})")
 
 
 def _last_wins(keys: np.ndarray) -> np.ndarray:
@@ -197,8 +201,9 @@ def bbox_iou_plus_one(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
     return inter / (area1 + area2 - inter + IOU_EPS)
 
 
-def build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_classes: int,
-                  img_dim: float, assignment: Assignment) -> dict:
+def build_targets(
+    x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_classes: int, img_dim: float, assignment: Assignment
+) -> dict:
     """Masks and regression/classification targets of one layer (Y4, Y5, Y6, Y11, Y12).
 
     Discrete decisions come only from ``assignment`` (best_anchor, gi, gj, ignore).
@@ -213,8 +218,9 @@ def build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_c
     return built
 
 
-def _build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_classes: int,
-                   img_dim: float, assignment: Assignment) -> dict:
+def _build_targets(
+    x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_classes: int, img_dim: float, assignment: Assignment
+) -> dict:
     """``build_targets`` without class_margin, which ``evaluate`` does not return."""
     x = np.asarray(x, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64).reshape(-1, 6)
@@ -240,8 +246,7 @@ def _build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_
     cw, bw, aw_, iw, jw = cell[win], b[win], best[win], gi[win], gj[win]
     gx, gy = targets[win, 2] * g, targets[win, 3] * g
     gw, gh = targets[win, 4] * g, targets[win, 5] * g
-    out = {k: np.zeros(bsz * na * g * g) for k in ("tx", "ty", "tw", "th", "class_mask",
-                                                   "iou_scores")}
+    out = {k: np.zeros(bsz * na * g * g) for k in ("tx", "ty", "tw", "th", "class_mask", "iou_scores")}
     out["tx"][cw] = gx - iw
     out["ty"][cw] = gy - jw
     out["tw"][cw] = np.log(gw / anchors_g[aw_, 0] + WH_EPS)
@@ -253,9 +258,15 @@ def _build_targets(x: np.ndarray, targets: np.ndarray, anchors: np.ndarray, num_
     raw = xc[bw, aw_, :, jw, iw]  # (n_win, C+5) logits at the winning cells
     cls_prob = sigmoid(raw[:, 5:])
     out["class_mask"][cw] = np.argmax(cls_prob, axis=1) == label[win]
-    pred = np.stack([sigmoid(raw[:, 0]) + iw, sigmoid(raw[:, 1]) + jw,
-                     np.exp(raw[:, 2]) * anchors_g[aw_, 0],
-                     np.exp(raw[:, 3]) * anchors_g[aw_, 1]], axis=1)
+    pred = np.stack(
+        [
+            sigmoid(raw[:, 0]) + iw,
+            sigmoid(raw[:, 1]) + jw,
+            np.exp(raw[:, 2]) * anchors_g[aw_, 0],
+            np.exp(raw[:, 3]) * anchors_g[aw_, 1],
+        ],
+        axis=1,
+    )
     out["iou_scores"][cw] = bbox_iou_plus_one(pred, np.stack([gx, gy, gw, gh], axis=1))
 
     built = {k: v.reshape(shape) for k, v in out.items()}
@@ -286,6 +297,7 @@ def class_margin(cls_logits: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- Y7, Y8, Y10 loss
 
+
 def _bce_parts(p: np.ndarray, t: np.ndarray, log_clamp: float):
     """Elementwise BCE on probabilities with each log clamped below at log_clamp (Y7).
 
@@ -312,8 +324,9 @@ def _layer_pieces(x: np.ndarray, built: dict):
     return xc, ob, raw, conf_noobj
 
 
-def loss_terms(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
-               prob_dtype: str = "float64") -> dict:
+def loss_terms(
+    x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(), prob_dtype: str = "float64"
+) -> dict:
     """Loss terms of one layer as 0-d float64 arrays (Y7, Y8, Y10).
 
     Uses only built["obj_mask"], ["noobj_mask"], tx, ty, tw, th, tcls. Sigmoid outputs
@@ -336,14 +349,15 @@ def loss_terms(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings
         "loss_conf_noobj": _empty_mean(np.sum(_bce_parts(p_noobj, 0.0, clamp)[0]), n_noobj),
         "loss_cls": _empty_mean(np.sum(_bce_parts(p_cls, tcls, clamp)[0]), tcls.size),
     }
-    terms["loss_conf"] = (settings.obj_scale * terms["loss_conf_obj"]
-                          + settings.noobj_scale * terms["loss_conf_noobj"])
-    terms["loss_total"] = (terms["loss_x"] + terms["loss_y"] + terms["loss_w"] + terms["loss_h"]
-                           + terms["loss_conf"] + terms["loss_cls"])
+    terms["loss_conf"] = settings.obj_scale * terms["loss_conf_obj"] + settings.noobj_scale * terms["loss_conf_noobj"]
+    terms["loss_total"] = (
+        terms["loss_x"] + terms["loss_y"] + terms["loss_w"] + terms["loss_h"] + terms["loss_conf"] + terms["loss_cls"]
+    )
     return {k: np.asarray(v, dtype=np.float64) for k, v in terms.items()}
 
 
 # ---------------------------------------------------------------- Y9 gradient
+
 
 def _bce_grad(p: np.ndarray, t, log_clamp: float) -> np.ndarray:
     """d bce(sigmoid(z), t) / dz at probability p, zero for each clamped log (Y9)."""
@@ -354,8 +368,9 @@ def _bce_grad(p: np.ndarray, t, log_clamp: float) -> np.ndarray:
 TERMS = ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf_obj", "loss_conf_noobj", "loss_cls")
 
 
-def _weighted_gradient(x: np.ndarray, built: dict, settings: YoloSettings, prob_dtype: str,
-                       weights: dict) -> np.ndarray:
+def _weighted_gradient(
+    x: np.ndarray, built: dict, settings: YoloSettings, prob_dtype: str, weights: dict
+) -> np.ndarray:
     """d (sum of weights[term] * term) / d x for the unscaled terms of TERMS."""
     x = np.asarray(x, dtype=np.float64)
     xc, ob, raw, conf_noobj = _layer_pieces(x, built)
@@ -377,14 +392,14 @@ def _weighted_gradient(x: np.ndarray, built: dict, settings: YoloSettings, prob_
         p_obj = round_to(sigmoid(raw[:, 4]), prob_dtype)
         rows[:, 4] = weights["loss_conf_obj"] * _bce_grad(p_obj, 1.0, clamp) / n_obj
         p_cls = round_to(sigmoid(raw[:, 5:]), prob_dtype)
-        rows[:, 5:] = weights["loss_cls"] * _bce_grad(p_cls, built["tcls"][ob], clamp) / (
-            n_obj * ncls)
+        rows[:, 5:] = weights["loss_cls"] * _bce_grad(p_cls, built["tcls"][ob], clamp) / (n_obj * ncls)
         grad[ob[0], ob[1], :, ob[2], ob[3]] = rows
     return grad.reshape(x.shape)
 
 
-def gradient(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
-             prob_dtype: str = "float64") -> np.ndarray:
+def gradient(
+    x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(), prob_dtype: str = "float64"
+) -> np.ndarray:
     """d loss_total / d x, float64, shape of x (B, A*(C+5), G, G) (Y9).
 
     Uses only built["obj_mask"], ["noobj_mask"], tx, ty, tw, th, tcls. With prob_dtype
@@ -397,15 +412,17 @@ def gradient(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings()
     return _weighted_gradient(x, built, settings, prob_dtype, weights)
 
 
-def term_gradients(x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(),
-                   prob_dtype: str = "float64") -> dict:
+def term_gradients(
+    x: np.ndarray, built: dict, settings: YoloSettings = YoloSettings(), prob_dtype: str = "float64"
+) -> dict:
     """d term / d x for each unscaled term in TERMS, each shaped like x, float64 (Y9)."""
-    return {term: _weighted_gradient(x, built, settings, prob_dtype,
-                                     {t: float(t == term) for t in TERMS})
-            for term in TERMS}
+    return {
+        term: _weighted_gradient(x, built, settings, prob_dtype, {t: float(t == term) for t in TERMS}) for term in TERMS
+    }
 
 
 # ---------------------------------------------------------------- Y13 validation
+
 
 def _first_bad(mask: np.ndarray):
     """Index tuple of the first True in mask (C order), or None."""
@@ -442,9 +459,12 @@ def _validate_layers(case: YoloCase):
     if not isinstance(case.num_classes, (int, np.integer)) or case.num_classes < 1:
         raise LabelError("num_classes", None, case.num_classes, "must be an integer >= 1")
     if len(case.outputs) == 0 or len(case.outputs) != len(case.anchors):
-        raise ShapeError("outputs", None, len(case.outputs),
-                         f"need one or more layers and one anchor set per layer "
-                         f"({len(case.anchors)} anchor sets)")
+        raise ShapeError(
+            "outputs",
+            None,
+            len(case.outputs),
+            f"need one or more layers and one anchor set per layer ({len(case.anchors)} anchor sets)",
+        )
     batch = None
     for k, (x, anchors) in enumerate(zip(case.outputs, case.anchors)):
         anchors = np.asarray(anchors, dtype=np.float64)
@@ -452,14 +472,16 @@ def _validate_layers(case: YoloCase):
             raise ShapeError(f"anchors[{k}]", None, anchors.shape, "must have shape (A, 2), A >= 1")
         bad = _first_bad(~(np.isfinite(anchors) & (anchors > 0)))
         if bad is not None:
-            raise SettingError(f"anchors[{k}]", bad[0], float(anchors[bad]),
-                               "anchor sizes must be finite and > 0")
+            raise SettingError(f"anchors[{k}]", bad[0], float(anchors[bad]), "anchor sizes must be finite and > 0")
         x = np.asarray(x)
         want = anchors.shape[0] * (case.num_classes + 5)
         if x.ndim != 4 or x.shape[1] != want or x.shape[2] != x.shape[3] or x.shape[2] < 1:
-            raise ShapeError(f"outputs[{k}]", None, x.shape,
-                             f"must be (B, {want}, G, G) for A={anchors.shape[0]}, "
-                             f"C={case.num_classes}")
+            raise ShapeError(
+                f"outputs[{k}]",
+                None,
+                x.shape,
+                f"must be (B, {want}, G, G) for A={anchors.shape[0]}, C={case.num_classes}",
+            )
         if batch is not None and x.shape[0] != batch:
             raise ShapeError(f"outputs[{k}]", None, x.shape, f"batch size differs from {batch}")
         batch = x.shape[0]
@@ -480,15 +502,21 @@ def _float64_case(case: YoloCase) -> YoloCase:
     s = case.settings
     if not isinstance(s, YoloSettings):
         raise SettingError("settings", None, s, "must be a YoloSettings")
-    settings = YoloSettings(**{f.name: real_number(f"settings.{f.name}", getattr(s, f.name))
-                               for f in fields(YoloSettings)})
+    settings = YoloSettings(
+        **{f.name: real_number(f"settings.{f.name}", getattr(s, f.name)) for f in fields(YoloSettings)}
+    )
     n = case.num_classes
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise LabelError("num_classes", None, n, "must be an integer >= 1")
-    return replace(case, outputs=_layer_arrays("outputs", case.outputs),
-                   anchors=_layer_arrays("anchors", case.anchors),
-                   targets=real_array("targets", case.targets), num_classes=int(n),
-                   img_dim=real_number("img_dim", case.img_dim), settings=settings)
+    return replace(
+        case,
+        outputs=_layer_arrays("outputs", case.outputs),
+        anchors=_layer_arrays("anchors", case.anchors),
+        targets=real_array("targets", case.targets),
+        num_classes=int(n),
+        img_dim=real_number("img_dim", case.img_dim),
+        settings=settings,
+    )
 
 
 def checked(case: YoloCase) -> YoloCase:
@@ -503,11 +531,18 @@ def checked(case: YoloCase) -> YoloCase:
     if t.ndim != 2 or t.shape[1] != 6:
         raise ShapeError("targets", None, t.shape, "must have shape (T, 6)")
     checks = [
-        (0, BatchIndexError, (t[:, 0] >= 0) & (t[:, 0] < batch) & (t[:, 0] == np.floor(t[:, 0])),
-         f"sample index must be an integer in [0, {batch})"),
-        (1, LabelError, (t[:, 1] >= 0) & (t[:, 1] < case.num_classes)
-         & (t[:, 1] == np.floor(t[:, 1])),
-         f"class must be an integer in [0, {case.num_classes})"),
+        (
+            0,
+            BatchIndexError,
+            (t[:, 0] >= 0) & (t[:, 0] < batch) & (t[:, 0] == np.floor(t[:, 0])),
+            f"sample index must be an integer in [0, {batch})",
+        ),
+        (
+            1,
+            LabelError,
+            (t[:, 1] >= 0) & (t[:, 1] < case.num_classes) & (t[:, 1] == np.floor(t[:, 1])),
+            f"class must be an integer in [0, {case.num_classes})",
+        ),
         (2, CoordinateError, (t[:, 2] >= 0) & (t[:, 2] <= 1), "cx must be finite in [0, 1]"),
         (3, CoordinateError, (t[:, 3] >= 0) & (t[:, 3] <= 1), "cy must be finite in [0, 1]"),
         (4, CoordinateError, (t[:, 4] > 0) & (t[:, 4] <= 1), "w must be finite in (0, 1]"),
@@ -532,6 +567,7 @@ def check_prob_dtype(prob_dtype) -> None:
 
 
 # ---------------------------------------------------------------- whole case
+
 
 def evaluate(case: YoloCase, prob_dtype: str = "float64", assignments=None) -> dict:
     """Validate ``case`` and return every YOLO key of implementations/adapter.py.

@@ -6,6 +6,7 @@ subclass whose ``field`` is named at the start of the message), fixture files
 ``python -m conformance repro`` (exit status 2 and one line naming the file or option).
 Adapter outputs, options and report directories are covered by the plugin's own tests.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,9 +44,14 @@ def yolo(**fields) -> YoloCase:
     setting names (obj_scale=...) go into its YoloSettings unchecked."""
     names = [n for n in ("ignore_thres", "obj_scale", "noobj_scale", "log_clamp") if n in fields]
     settings = YoloSettings(**{n: fields.pop(n) for n in names})
-    base = dict(outputs=(np.zeros((2, 2 * (C + 5), 2, 2)),), anchors=(ANCHORS,),
-                targets=np.array([[0, 1, 0.5, 0.5, 0.5, 0.5]]), num_classes=C, img_dim=8.0,
-                settings=settings)
+    base = dict(
+        outputs=(np.zeros((2, 2 * (C + 5), 2, 2)),),
+        anchors=(ANCHORS,),
+        targets=np.array([[0, 1, 0.5, 0.5, 0.5, 0.5]]),
+        num_classes=C,
+        img_dim=8.0,
+        settings=settings,
+    )
     return YoloCase(**{**base, **fields})
 
 
@@ -54,8 +60,9 @@ def ssd(**fields) -> SsdCase:
     into its SsdSettings unchecked."""
     names = [n for n in ("threshold", "neg_pos", "variances") if n in fields]
     settings = SsdSettings(**{n: fields.pop(n) for n in names})
-    base = dict(loc=np.zeros((2, 3, 4)), conf=np.zeros((2, 3, 3)), priors=PRIORS,
-                truths=(TRUTH, TRUTH), settings=settings)
+    base = dict(
+        loc=np.zeros((2, 3, 4)), conf=np.zeros((2, 3, 3)), priors=PRIORS, truths=(TRUTH, TRUTH), settings=settings
+    )
     return SsdCase(**{**base, **fields})
 
 
@@ -74,25 +81,33 @@ REFERENCE = [  # (id, call, error type, field)
     ("yolo-img_dim-None", lambda: ry.evaluate(yolo(img_dim=None)), SettingError, "img_dim"),
     ("yolo-img_dim-nan", lambda: ry.evaluate(yolo(img_dim=np.nan)), SettingError, "img_dim"),
     ("yolo-obj_scale-None", lambda: ry.evaluate(yolo(obj_scale=None)), SettingError, "settings.obj_scale"),
-    ("yolo-ignore_thres-str", lambda: ry.evaluate(yolo(ignore_thres="0.5")), SettingError,
-     "settings.ignore_thres"),
-    ("yolo-noobj_scale-bool", lambda: ry.evaluate(yolo(noobj_scale=True)), SettingError,
-     "settings.noobj_scale"),
-    ("yolo-log_clamp-list", lambda: ry.evaluate(yolo(log_clamp=[-100.0])), SettingError,
-     "settings.log_clamp"),
+    ("yolo-ignore_thres-str", lambda: ry.evaluate(yolo(ignore_thres="0.5")), SettingError, "settings.ignore_thres"),
+    ("yolo-noobj_scale-bool", lambda: ry.evaluate(yolo(noobj_scale=True)), SettingError, "settings.noobj_scale"),
+    ("yolo-log_clamp-list", lambda: ry.evaluate(yolo(log_clamp=[-100.0])), SettingError, "settings.log_clamp"),
     ("yolo-settings-None", lambda: ry.evaluate(replace(yolo(), settings=None)), SettingError, "settings"),
     ("yolo-outputs-complex", lambda: ry.evaluate(yolo(outputs=(X + 1j,))), DtypeError, "outputs[0]"),
     ("yolo-outputs-bool", lambda: ry.evaluate(yolo(outputs=(X > 0,))), DtypeError, "outputs[0]"),
-    ("yolo-outputs-objects", lambda: ry.evaluate(yolo(outputs=(with_row(X.astype(object), 0, None),))),
-     DtypeError, "outputs[0]"),
-    ("yolo-outputs-ragged", lambda: ry.evaluate(yolo(outputs=([[0.0], [0.0, 1.0]],))), ShapeError,
-     "outputs[0]"),
+    (
+        "yolo-outputs-objects",
+        lambda: ry.evaluate(yolo(outputs=(with_row(X.astype(object), 0, None),))),
+        DtypeError,
+        "outputs[0]",
+    ),
+    ("yolo-outputs-ragged", lambda: ry.evaluate(yolo(outputs=([[0.0], [0.0, 1.0]],))), ShapeError, "outputs[0]"),
     ("yolo-outputs-not-a-tuple", lambda: ry.evaluate(yolo(outputs=X)), ShapeError, "outputs"),
     ("yolo-anchors-complex", lambda: ry.evaluate(yolo(anchors=(ANCHORS * 1j,))), DtypeError, "anchors[0]"),
-    ("yolo-targets-complex", lambda: ry.evaluate(yolo(targets=np.array([[0, 1, .5, .5, .5, .5 + 1e-3j]]))),
-     DtypeError, "targets"),
-    ("yolo-targets-text", lambda: ry.evaluate(yolo(targets=[["0", "1", ".5", ".5", ".5", ".5"]])),
-     DtypeError, "targets"),
+    (
+        "yolo-targets-complex",
+        lambda: ry.evaluate(yolo(targets=np.array([[0, 1, 0.5, 0.5, 0.5, 0.5 + 1e-3j]]))),
+        DtypeError,
+        "targets",
+    ),
+    (
+        "yolo-targets-text",
+        lambda: ry.evaluate(yolo(targets=[["0", "1", ".5", ".5", ".5", ".5"]])),
+        DtypeError,
+        "targets",
+    ),
     ("yolo-prob_dtype-float8", lambda: ry.evaluate(yolo(), prob_dtype="float8"), SettingError, "prob_dtype"),
     ("yolo-prob_dtype-None", lambda: ry.evaluate(yolo(), prob_dtype=None), SettingError, "prob_dtype"),
     ("yolo-astype-float8", lambda: yolo().astype("float8"), SettingError, "dtype"),
@@ -106,20 +121,22 @@ REFERENCE = [  # (id, call, error type, field)
     ("ssd-variances-scalar", lambda: rs.evaluate(ssd(variances=0.1)), SettingError, "settings.variances"),
     ("ssd-variances-None", lambda: rs.evaluate(ssd(variances=None)), SettingError, "settings.variances"),
     ("ssd-variances-str", lambda: rs.evaluate(ssd(variances="ab")), SettingError, "settings.variances"),
-    ("ssd-variances-str-item", lambda: rs.evaluate(ssd(variances=("0.1", 0.2))), SettingError,
-     "settings.variances"),
+    ("ssd-variances-str-item", lambda: rs.evaluate(ssd(variances=("0.1", 0.2))), SettingError, "settings.variances"),
     ("ssd-settings-None", lambda: rs.evaluate(replace(ssd(), settings=None)), SettingError, "settings"),
     ("ssd-conf-bool", lambda: rs.evaluate(ssd(conf=np.zeros((2, 3, 3), bool))), DtypeError, "conf"),
     ("ssd-conf-complex", lambda: rs.evaluate(ssd(conf=np.zeros((2, 3, 3)) + 1j)), DtypeError, "conf"),
     ("ssd-loc-complex", lambda: rs.evaluate(ssd(loc=np.zeros((2, 3, 4), np.complex64))), DtypeError, "loc"),
     ("ssd-priors-complex", lambda: rs.evaluate(ssd(priors=PRIORS + 0j)), DtypeError, "priors"),
     ("ssd-truths-complex", lambda: rs.evaluate(ssd(truths=(TRUTH, TRUTH + 0j))), DtypeError, "truths[1]"),
-    ("ssd-loc-text", lambda: rs.evaluate(ssd(loc=np.zeros((2, 3, 4)).astype(str).tolist())), DtypeError,
-     "loc"),
+    ("ssd-loc-text", lambda: rs.evaluate(ssd(loc=np.zeros((2, 3, 4)).astype(str).tolist())), DtypeError, "loc"),
     ("ssd-conf-ragged", lambda: rs.evaluate(ssd(conf=[[[0.0, 0.0, 0.0]], [[0.0, 0.0]]])), ShapeError, "conf"),
     ("ssd-truths-None", lambda: rs.evaluate(ssd(truths=None)), ShapeError, "truths"),
-    ("ssd-truths-ragged", lambda: rs.evaluate(ssd(truths=([[0, 0, .5, .5, 0], [0, 0, .5]], TRUTH))),
-     ShapeError, "truths[0]"),
+    (
+        "ssd-truths-ragged",
+        lambda: rs.evaluate(ssd(truths=([[0, 0, 0.5, 0.5, 0], [0, 0, 0.5]], TRUTH))),
+        ShapeError,
+        "truths[0]",
+    ),
     ("ssd-astype-int8", lambda: ssd().astype("int8"), SettingError, "dtype"),
 ]
 
@@ -158,8 +175,13 @@ def _arrays(directory, fname, edit) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
-    _manifest(directory, lambda m: {**m, "files": {**m["files"], fname: {
-        **m["files"][fname], "sha256": fixtures.sha256(buf.getvalue())}}})
+    _manifest(
+        directory,
+        lambda m: {
+            **m,
+            "files": {**m["files"], fname: {**m["files"][fname], "sha256": fixtures.sha256(buf.getvalue())}},
+        },
+    )
 
 
 def _resign(directory, fname) -> None:
@@ -178,9 +200,11 @@ def _with(key, value):
 
 def _signed_bytes(fname, data_of):
     """Replace ``fname`` with ``data_of(its bytes)`` and re-sign it."""
+
     def write(directory):
         (directory / fname).write_bytes(data_of((directory / fname).read_bytes()))
         _resign(directory, fname)
+
     return write
 
 
@@ -194,30 +218,63 @@ def _pickled(data: bytes) -> bytes:
 
 FIXTURE_FILES = [  # (id, edit of the directory, file named, reason fragment)
     ("manifest-is-a-list", lambda d: (d / "manifest.json").write_text("[]"), "manifest.json", "JSON list"),
-    ("manifest-files-is-a-list", lambda d: _manifest(d, lambda m: {**m, "files": list(m["files"])}),
-     "manifest.json", '"files" is list'),
-    ("manifest-without-files", lambda d: _manifest(d, lambda m: {"spec_version": "1"}), "manifest.json",
-     '"files" is missing'),
-    ("manifest-entry-not-an-object", lambda d: _manifest(d, lambda m: {**m, "files": {Y: "abc", S: "abc"}}),
-     "manifest.json", "expected an object with a sha256"),
-    ("manifest-not-json", lambda d: (d / "manifest.json").write_text("{files"), "manifest.json",
-     "corrupted manifest"),
+    (
+        "manifest-files-is-a-list",
+        lambda d: _manifest(d, lambda m: {**m, "files": list(m["files"])}),
+        "manifest.json",
+        '"files" is list',
+    ),
+    (
+        "manifest-without-files",
+        lambda d: _manifest(d, lambda m: {"spec_version": "1"}),
+        "manifest.json",
+        '"files" is missing',
+    ),
+    (
+        "manifest-entry-not-an-object",
+        lambda d: _manifest(d, lambda m: {**m, "files": {Y: "abc", S: "abc"}}),
+        "manifest.json",
+        "expected an object with a sha256",
+    ),
+    ("manifest-not-json", lambda d: (d / "manifest.json").write_text("{files"), "manifest.json", "corrupted manifest"),
     ("manifest-missing", lambda d: (d / "manifest.json").unlink(), "manifest.json", "missing manifest"),
-    ("npz-missing-num_classes", lambda d: _arrays(d, Y, _without("input.num_classes")), Y,
-     "missing input.num_classes"),
-    ("npz-missing-anchors-of-a-layer", lambda d: _arrays(d, Y, _without("input.anchors.0")), Y,
-     "missing input.anchors.0"),
-    ("npz-missing-truths_count", lambda d: _arrays(d, S, _without("input.truths_count")), S,
-     "missing input.truths_count"),
-    ("npz-truths_count-does-not-add-up", lambda d: _arrays(d, S, _with("input.truths_count", [3, 4])), S,
-     "does not split"),
-    ("npz-num_classes-not-an-integer", lambda d: _arrays(d, Y, _with("input.num_classes", 2.5)), Y,
-     "input.num_classes has dtype float64"),
-    ("npz-img_dim-not-one-value", lambda d: _arrays(d, Y, _with("input.img_dim", [64.0, 64.0])), Y,
-     "input.img_dim has shape (2,)"),
-    ("npz-without-inputs", lambda d: _arrays(d, S, lambda a: {k: v for k, v in a.items()
-                                                              if not k.startswith("input.")}),
-     S, "not a case file"),
+    ("npz-missing-num_classes", lambda d: _arrays(d, Y, _without("input.num_classes")), Y, "missing input.num_classes"),
+    (
+        "npz-missing-anchors-of-a-layer",
+        lambda d: _arrays(d, Y, _without("input.anchors.0")),
+        Y,
+        "missing input.anchors.0",
+    ),
+    (
+        "npz-missing-truths_count",
+        lambda d: _arrays(d, S, _without("input.truths_count")),
+        S,
+        "missing input.truths_count",
+    ),
+    (
+        "npz-truths_count-does-not-add-up",
+        lambda d: _arrays(d, S, _with("input.truths_count", [3, 4])),
+        S,
+        "does not split",
+    ),
+    (
+        "npz-num_classes-not-an-integer",
+        lambda d: _arrays(d, Y, _with("input.num_classes", 2.5)),
+        Y,
+        "input.num_classes has dtype float64",
+    ),
+    (
+        "npz-img_dim-not-one-value",
+        lambda d: _arrays(d, Y, _with("input.img_dim", [64.0, 64.0])),
+        Y,
+        "input.img_dim has shape (2,)",
+    ),
+    (
+        "npz-without-inputs",
+        lambda d: _arrays(d, S, lambda a: {k: v for k, v in a.items() if not k.startswith("input.")}),
+        S,
+        "not a case file",
+    ),
     ("npz-is-json", _signed_bytes(Y, lambda _: b'{"files": {}}'), Y, "not an .npz case file"),
     ("npz-truncated", _signed_bytes(Y, lambda data: data[:200]), Y, "corrupted"),
     ("npz-pickled-member", _signed_bytes(Y, _pickled), Y, "corrupted"),
@@ -228,14 +285,12 @@ FIXTURE_FILES = [  # (id, edit of the directory, file named, reason fragment)
 ]
 
 
-@pytest.mark.parametrize("edit, fname, reason", [f[1:] for f in FIXTURE_FILES],
-                         ids=[f[0] for f in FIXTURE_FILES])
+@pytest.mark.parametrize("edit, fname, reason", [f[1:] for f in FIXTURE_FILES], ids=[f[0] for f in FIXTURE_FILES])
 def test_fixture_file_bad_input(fixture_dir, edit, fname, reason):
     edit(fixture_dir)
     with pytest.raises(FixtureError) as info:
         fixtures.load_all(fixture_dir)
-    assert info.value.path.endswith(fname) and fname in str(info.value) and reason in str(info.value), \
-        str(info.value)
+    assert info.value.path.endswith(fname) and fname in str(info.value) and reason in str(info.value), str(info.value)
     errors = []
     loaded = fixtures.load_all(fixture_dir, errors=errors)  # the others still load
     assert [e.path for e in errors] == [info.value.path]
@@ -292,10 +347,11 @@ def replay(tmp_path_factory):
     (root / "bad_input_adapters.py").write_text(ADAPTERS)
     sys.path.insert(0, str(root))
     target = Subject("bad_input_adapters:ref64", None, "cpu", precision("float64"))
-    paths = {"yolo": repro.save(YOLO_CASE, "test_property[x-yolo]", target, root).split()[4],
-             "ssd": repro.save(SSD_CASE, "test_property[x-ssd]", target, root).split()[4]}
-    invalid = replace(SSD_CASE, truths=(np.array([[0.0, 0.0, 0.5, 0.5, 7.0]]),) * len(SSD_CASE.truths),
-                      name="label_7")
+    paths = {
+        "yolo": repro.save(YOLO_CASE, "test_property[x-yolo]", target, root).split()[4],
+        "ssd": repro.save(SSD_CASE, "test_property[x-ssd]", target, root).split()[4],
+    }
+    invalid = replace(SSD_CASE, truths=(np.array([[0.0, 0.0, 0.5, 0.5, 7.0]]),) * len(SSD_CASE.truths), name="label_7")
     paths["invalid"] = repro.save(invalid, "test_property[x-ssd]", target, root).split()[4]
     (root / "fixtures").mkdir()
     fixtures.regen(root / "fixtures", cases=[YOLO_CASE], out=io.StringIO())
@@ -326,23 +382,51 @@ REPRO = [  # (id, case, arguments after it, what the error line names, error rep
     ("case-is-text", "text", REF, "notes.txt: not an .npz case file", FixtureError),
     ("case-without-inputs", "empty", REF, "empty.npz: no input.targets", FixtureError),
     ("case-invalid", "invalid", REF, "invalid SSD case: truths[0][0] = 7.0", repro.ReproError),
-    ("impl-no-module", "yolo", ["--impl", "no_such_module:adapter"], "--impl 'no_such_module:adapter'",
-     AdapterLoadError),
-    ("impl-no-colon", "yolo", ["--impl", "bad_input_adapters"], "--impl 'bad_input_adapters'",
-     AdapterLoadError),
-    ("impl-no-attribute", "yolo", ["--impl", "bad_input_adapters:nothing"],
-     "--impl 'bad_input_adapters:nothing'", AdapterLoadError),
-    ("impl-without-ssd", "ssd", ["--impl", "bad_input_adapters:yolo_only", "--dtype", "float64"],
-     "yolo-only covers no SSD", repro.ReproError),
+    (
+        "impl-no-module",
+        "yolo",
+        ["--impl", "no_such_module:adapter"],
+        "--impl 'no_such_module:adapter'",
+        AdapterLoadError,
+    ),
+    ("impl-no-colon", "yolo", ["--impl", "bad_input_adapters"], "--impl 'bad_input_adapters'", AdapterLoadError),
+    (
+        "impl-no-attribute",
+        "yolo",
+        ["--impl", "bad_input_adapters:nothing"],
+        "--impl 'bad_input_adapters:nothing'",
+        AdapterLoadError,
+    ),
+    (
+        "impl-without-ssd",
+        "ssd",
+        ["--impl", "bad_input_adapters:yolo_only", "--dtype", "float64"],
+        "yolo-only covers no SSD",
+        repro.ReproError,
+    ),
     ("device-tpu", "yolo", REF + ["--device", "tpu"], "--device tpu: ref64 runs on cpu", repro.ReproError),
-    ("dtype-not-the-adapters", "yolo", REF + ["--dtype", "float32"],
-     "--dtype float32: ref64 computes in float64", repro.ReproError),
-    ("default-dtype-float32", "yolo", REF[:2], "--dtype float32: ref64 computes in float64",
-     repro.ReproError),
-    ("skip_reason-says-no", "yolo", ["--impl", "bad_input_adapters:no_gpu", "--dtype", "float64"],
-     "no CUDA device here", repro.ReproError),
-    ("skip_reason-raises", "yolo", ["--impl", "bad_input_adapters:broken", "--dtype", "float64"],
-     "skip_reason('cpu') raised RuntimeError", repro.ReproError),
+    (
+        "dtype-not-the-adapters",
+        "yolo",
+        REF + ["--dtype", "float32"],
+        "--dtype float32: ref64 computes in float64",
+        repro.ReproError,
+    ),
+    ("default-dtype-float32", "yolo", REF[:2], "--dtype float32: ref64 computes in float64", repro.ReproError),
+    (
+        "skip_reason-says-no",
+        "yolo",
+        ["--impl", "bad_input_adapters:no_gpu", "--dtype", "float64"],
+        "no CUDA device here",
+        repro.ReproError,
+    ),
+    (
+        "skip_reason-raises",
+        "yolo",
+        ["--impl", "bad_input_adapters:broken", "--dtype", "float64"],
+        "skip_reason('cpu') raised RuntimeError",
+        repro.ReproError,
+    ),
     ("dtype-float8", "yolo", REF + ["--dtype", "float8"], "argument --dtype: invalid choice: 'float8'", None),
     ("impl-missing", "yolo", ["--dtype", "float64"], "the following arguments are required: --impl", None),
 ]

@@ -1,4 +1,5 @@
 """The README's promises: two Quick start commands, and its example adapter really runs."""
+
 import os
 import re
 import subprocess
@@ -20,10 +21,29 @@ def test_example_adapter_runs_in_the_suite(tmp_path):
     (tmp_path / "readme_adapter.py").write_text(code)
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance/suite/test_properties.py",
-         "-p", "no:cacheprovider", "--impl", "readme_adapter:adapter", "--device", "cpu",
-         "--hypothesis-profile", "ci", "-rs", "--report-dir", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "conformance/suite/test_properties.py",
+            "-p",
+            "no:cacheprovider",
+            "--impl",
+            "readme_adapter:adapter",
+            "--device",
+            "cpu",
+            "--hypothesis-profile",
+            "ci",
+            "-rs",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "my-ssd-cpu-float32" in out  # printed in the header and the test ids

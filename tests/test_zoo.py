@@ -8,6 +8,7 @@ one.
 Deselect with ``-m "not zoo"``; ``python bench/zoo.py`` prints the run in detail, with
 Hypothesis' shrunk examples.
 """
+
 import pytest
 
 from tests.zoo.adapters import MUTANTS, VARIANTS
@@ -26,12 +27,16 @@ def test_suite_kills_every_mutant_and_passes_every_variant(tmp_path):
         o = run.outcomes[name]
         if o.failed:
             test, _, text = (o.property_failures or o.failures)[0]
-            alarms.append(f"{name} ({VARIANTS[name].rule}): {o.failed} failed, first {test}\n"
-                          + short_message(text, 12))
+            alarms.append(
+                f"{name} ({VARIANTS[name].rule}): {o.failed} failed, first {test}\n" + short_message(text, 12)
+            )
     idle = [n for n in VARIANTS if run.outcomes[n].passed == 0]
     if survivors or alarms or idle:
-        pytest.fail(f"mutants that passed every test: {survivors}\n\nvariants that passed nothing: {idle}\n\n"
-                    "false alarms on variants:\n" + "\n\n".join(alarms), pytrace=False)
+        pytest.fail(
+            f"mutants that passed every test: {survivors}\n\nvariants that passed nothing: {idle}\n\n"
+            "false alarms on variants:\n" + "\n\n".join(alarms),
+            pytrace=False,
+        )
 
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">

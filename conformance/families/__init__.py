@@ -1,5 +1,6 @@
 """The registry of loss families: one name per family, each a folder here whose
 ``__init__.py`` defines ``FAMILY`` (a conformance.family.Family)."""
+
 from __future__ import annotations
 
 from importlib import import_module

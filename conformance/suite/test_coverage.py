@@ -6,6 +6,7 @@ and family on the family's probe fixture (engine.returned caches it). A key it r
 passes when it is an array of numbers shaped as the reference's; a key it leaves out is a
 skip saying so (``pytest -rs``) and is listed under "not returned" in the tolerance report.
 """
+
 from functools import lru_cache
 
 import pytest
@@ -23,8 +24,13 @@ def probe(name: str):
 
 def pytest_generate_tests(metafunc):
     if "promised" in metafunc.fixturenames:
-        params = [(t, f, key) for t in metafunc.config.stash[SUBJECTS] for f in FAMILIES
-                  if t.covers(f) for key in f.keys(probe(f.name)[0])]
+        params = [
+            (t, f, key)
+            for t in metafunc.config.stash[SUBJECTS]
+            for f in FAMILIES
+            if t.covers(f)
+            for key in f.keys(probe(f.name)[0])
+        ]
         metafunc.parametrize("promised", params, ids=[f"{t.id}-{f.name}-{k}" for t, f, k in params])
 
 

@@ -3,6 +3,7 @@
 A fixture file (or manifest) that cannot be loaded does not stop the run: it becomes a
 test named after the file that fails with the FixtureError, and every other test runs.
 """
+
 from pathlib import Path
 
 import numpy as np

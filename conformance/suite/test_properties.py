@@ -1,6 +1,7 @@
 """Every implementation against the reference on cases Hypothesis draws, one test per
 implementation, device, dtype and loss family: each drawn case is run once and every part
 (targets, losses, gradients) is checked on it; failures and the report name the part."""
+
 from hypothesis import given
 from hypothesis import strategies as st
 

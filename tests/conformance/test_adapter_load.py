@@ -1,5 +1,6 @@
 """implementations.load: every bad adapter declaration is an AdapterLoadError naming the
 spec, the field and the value (issue 8 item 6), every failure to load one too (issue 9 item 9)."""
+
 import itertools
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 import implementations
 from implementations import AdapterLoadError
 
-GOOD = '''
+GOOD = """
 class Adapter:
     name = "good"
     devices = ("cpu",)
@@ -18,7 +19,7 @@ class Adapter:
 
     def yolo(self, case, device, dtype):
         return {}
-'''
+"""
 _NAMES = itertools.count()
 
 
@@ -30,8 +31,13 @@ def load_module(tmp_path, monkeypatch, source: str, attr: str = "adapter"):
     return implementations.load(f"{name}:{attr}"), f"{name}:{attr}"
 
 
-FIELDS = {"name": "'good'", "devices": "('cpu',)", "dtypes": "('float64', 'float32')",
-          "skip_reason": "lambda self, device: None", "yolo": "lambda self, case, device, dtype: {}"}
+FIELDS = {
+    "name": "'good'",
+    "devices": "('cpu',)",
+    "dtypes": "('float64', 'float32')",
+    "skip_reason": "lambda self, device: None",
+    "yolo": "lambda self, case, device, dtype: {}",
+}
 
 
 def declared(**fields) -> str:
@@ -68,8 +74,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("fields,message", BAD, ids=[m.split(":")[0].split(" ")[0] + f"-{i}"
-                                                     for i, (_, m) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "fields,message", BAD, ids=[m.split(":")[0].split(" ")[0] + f"-{i}" for i, (_, m) in enumerate(BAD)]
+)
 def test_bad_declaration(tmp_path, monkeypatch, fields, message):
     with pytest.raises(AdapterLoadError) as info:
         load_module(tmp_path, monkeypatch, declared(**fields))
@@ -81,19 +88,35 @@ def test_bad_declaration(tmp_path, monkeypatch, fields, message):
 LOAD_ERRORS = [
     ("1 / 0\n", "adapter", "importing plugin_load_{} raised ZeroDivisionError: division by zero"),
     ("def broken(:\n", "adapter", "raised SyntaxError"),
-    ("import no_such_dependency_xyz\n", "adapter",
-     "raised ModuleNotFoundError: No module named 'no_such_dependency_xyz'"),
+    (
+        "import no_such_dependency_xyz\n",
+        "adapter",
+        "raised ModuleNotFoundError: No module named 'no_such_dependency_xyz'",
+    ),
     ("def adapter(path):\n    pass\n", "adapter", "calling adapter() with no argument raised TypeError"),
-    ("def adapter():\n    raise OSError('no licence')\n", "adapter",
-     "calling adapter() with no argument raised OSError: no licence"),
+    (
+        "def adapter():\n    raise OSError('no licence')\n",
+        "adapter",
+        "calling adapter() with no argument raised OSError: no licence",
+    ),
     ("x = 1\n", "adapter", "module plugin_load_{} has no attribute 'adapter'"),
     ("adapter = 42\n", "adapter", "the adapter lacks name, devices, dtypes, skip_reason"),
 ]
 
 
-@pytest.mark.parametrize("source,attr,message", LOAD_ERRORS,
-                         ids=["zero-division", "syntax", "missing-dependency", "factory-argument", "factory-raises",
-                              "no-attribute", "not-an-adapter"])
+@pytest.mark.parametrize(
+    "source,attr,message",
+    LOAD_ERRORS,
+    ids=[
+        "zero-division",
+        "syntax",
+        "missing-dependency",
+        "factory-argument",
+        "factory-raises",
+        "no-attribute",
+        "not-an-adapter",
+    ],
+)
 def test_failure_to_load(tmp_path, monkeypatch, source, attr, message):
     with pytest.raises(AdapterLoadError) as info:
         load_module(tmp_path, monkeypatch, source, attr)

@@ -1,5 +1,6 @@
 """What the engine gives adapters and takes from them: copies of the inputs, outputs
 validated (type, keys, shapes) before any comparison, skip_reason errors named."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +59,7 @@ def run(adapter, name, dtype="float64"):
 
 # ---------------------------------------------------------------- inputs (issue 8, item 5... 8)
 
+
 def clamp_logits_in_place(case):
     for x in case.outputs:
         np.clip(x, -10.0, 10.0, out=x)
@@ -94,6 +96,7 @@ def test_each_call_gets_a_fresh_copy():
 
 # ---------------------------------------------------------------- outputs (issue 9, item 8)
 
+
 def returns(value):
     return Reference(edit=lambda family, case, out: value(out) if callable(value) else value)
 
@@ -101,21 +104,31 @@ def returns(value):
 def resized(key, shape):
     def edit(out):
         return {**out, key: np.zeros(shape, out[key].dtype)}
+
     return edit
 
 
 BAD_OUTPUTS = [
     ("Y1_decode", None, "adapter returned NoneType, expected a mapping of str to arrays"),
     ("Y1_decode", lambda out: list(out.values()), "adapter returned list, expected a mapping of str to arrays"),
-    ("S2_truth_equals_prior", lambda out: {**out, 3: np.zeros(1)},
-     "adapter returned a mapping with key 3 (int), expected a mapping of str to arrays"),
+    (
+        "S2_truth_equals_prior",
+        lambda out: {**out, 3: np.zeros(1)},
+        "adapter returned a mapping with key 3 (int), expected a mapping of str to arrays",
+    ),
     ("Y1_decode", lambda out: {**out, "layer0.tx": None}, "layer0.tx: NoneType is not an array of numbers"),
     ("Y1_decode", lambda out: {**out, "layer0.loss_x": "0.5"}, "layer0.loss_x: str is not an array of numbers"),
     ("S2_truth_equals_prior", lambda out: {**out, "loss_l": object()}, "loss_l: object is not an array of numbers"),
-    ("S2_truth_equals_prior", lambda out: {**out, "loc_t": out["loc_t"] + 0j},
-     "loc_t: array of complex128 is not an array"),
-    ("Y1_decode", resized("layer0.obj_mask", (1, 3, 5, 5)),
-     "layer0.obj_mask: shape (1, 3, 5, 5), expected (1, 3, 4, 4)"),
+    (
+        "S2_truth_equals_prior",
+        lambda out: {**out, "loc_t": out["loc_t"] + 0j},
+        "loc_t: array of complex128 is not an array",
+    ),
+    (
+        "Y1_decode",
+        resized("layer0.obj_mask", (1, 3, 5, 5)),
+        "layer0.obj_mask: shape (1, 3, 5, 5), expected (1, 3, 4, 4)",
+    ),
     ("Y1_decode", resized("layer0.tcls", (1, 3, 4, 4)), "layer0.tcls: shape (1, 3, 4, 4), expected (1, 3, 4, 4, 2)"),
     ("Y1_decode", resized("layer0.loss_x", (1,)), "layer0.loss_x: shape (1,), expected ()"),
     ("S2_truth_equals_prior", resized("matched", (1, 31)), "matched: shape (1, 31), expected (1, 32)"),
@@ -124,10 +137,25 @@ BAD_OUTPUTS = [
 ]
 
 
-@pytest.mark.parametrize("name,value,message", BAD_OUTPUTS,
-                         ids=["none", "list", "int-key", "none-value", "str-value", "object-value", "complex-value",
-                              "obj_mask-shape",
-                              "tcls-shape", "loss-shape", "matched-shape", "pos_mask-shape", "neg_mask-shape"])
+@pytest.mark.parametrize(
+    "name,value,message",
+    BAD_OUTPUTS,
+    ids=[
+        "none",
+        "list",
+        "int-key",
+        "none-value",
+        "str-value",
+        "object-value",
+        "complex-value",
+        "obj_mask-shape",
+        "tcls-shape",
+        "loss-shape",
+        "matched-shape",
+        "pos_mask-shape",
+        "neg_mask-shape",
+    ],
+)
 def test_bad_output_is_a_failure_naming_the_quantity(name, value, message):
     with pytest.raises(ConformanceFailure) as info:
         run(returns(value), name)
@@ -147,11 +175,13 @@ def test_torch_tensors_and_lists_are_array_like():
 
     def edit(out):
         return {k: (torch.as_tensor(v) if k.endswith(".tx") else v.tolist()) for k, v in out.items()}
+
     run(returns(edit), "Y1_decode")
 
 
-@pytest.mark.parametrize("keys", [("matched", "loss_l"), ("matched",), ("loss_c", "grad_conf"),
-                                  ("loc_t", "loss_l"), ("conf_t",)])
+@pytest.mark.parametrize(
+    "keys", [("matched", "loss_l"), ("matched",), ("loss_c", "grad_conf"), ("loc_t", "loss_l"), ("conf_t",)]
+)
 def test_ssd_adapter_returning_some_keys_is_compared_on_those(keys):
     """The seed exposes no ``matched``; others expose little else: whatever subset a
     correct adapter returns, nothing crashes and it passes."""
@@ -169,6 +199,7 @@ def test_expected_shapes_are_the_references_on_every_fixture():
 
 # ---------------------------------------------------------------- skip_reason at test time (issue 9, item 9)
 
+
 class FlakySkipReason(Reference):
     def __init__(self, result):
         super().__init__()
@@ -180,10 +211,13 @@ class FlakySkipReason(Reference):
         return self.result
 
 
-@pytest.mark.parametrize("result,message", [
-    (RuntimeError("driver gone"), r"ref: skip_reason\('cpu'\) raised RuntimeError: driver gone"),
-    (True, r"ref: skip_reason\('cpu'\) returned True, expected a str or None"),
-])
+@pytest.mark.parametrize(
+    "result,message",
+    [
+        (RuntimeError("driver gone"), r"ref: skip_reason\('cpu'\) raised RuntimeError: driver gone"),
+        (True, r"ref: skip_reason\('cpu'\) returned True, expected a str or None"),
+    ],
+)
 def test_skip_reason_errors_fail_the_test_naming_it(result, message):
     with pytest.raises(ConformanceFailure, match=message):
         run(FlakySkipReason(result), "Y1_decode")

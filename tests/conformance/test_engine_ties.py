@@ -4,6 +4,7 @@ Each implementation here is the reference with one change. "Last index on ties" 
 correct implementation (the spec admits any tied choice); the others break a spec rule
 and the engine must catch them on the curated case that shows the rule.
 """
+
 from dataclasses import replace
 
 import numpy as np
@@ -32,6 +33,7 @@ def last_tied(values, axis=-1):
 
 
 # ---------------------------------------------------------------- YOLO
+
 
 def yolo_last_anchor_on_ties(case, dtype="float64"):
     assignments = []
@@ -69,11 +71,14 @@ def test_yolo_other_tie_breaking_passes(dtype):
     assert sum(c.ties for c in checks) > 0
 
 
-@pytest.mark.parametrize("wrong,case", [
-    (yolo_first_row_wins, yolo_corpus.y5_two_targets_one_cell),
-    (yolo_ignore_at_or_above, yolo_corpus.y4_ignore_exactly_threshold),
-    (yolo_no_upper_clamp, yolo_corpus.y3_cx_equal_one),
-])
+@pytest.mark.parametrize(
+    "wrong,case",
+    [
+        (yolo_first_row_wins, yolo_corpus.y5_two_targets_one_cell),
+        (yolo_ignore_at_or_above, yolo_corpus.y4_ignore_exactly_threshold),
+        (yolo_no_upper_clamp, yolo_corpus.y3_cx_equal_one),
+    ],
+)
 def test_yolo_wrong_rule_fails(wrong, case):
     c = case()
     assert failures(yolo_compare.compare(c, wrong(c), "float64"))
@@ -81,11 +86,16 @@ def test_yolo_wrong_rule_fails(wrong, case):
 
 # ---------------------------------------------------------------- SSD
 
+
 def ssd_last_prior_on_ties(case, dtype="float64"):
     """Forced priors and mining ties broken by the highest index instead of the lowest."""
     thr = case.settings.threshold
-    matches = [rs.match(t, case.priors, thr, best_prior=last_tied(rs.iou(t[:, :4], rs.point_form(case.priors)))
-                        if len(t) else None) for t in case.truths]
+    matches = [
+        rs.match(
+            t, case.priors, thr, best_prior=last_tied(rs.iou(t[:, :4], rs.point_form(case.priors))) if len(t) else None
+        )
+        for t in case.truths
+    ]
     tg = rs.targets(case, matches)
     score = rs.mining_score(case.conf, tg["conf_t"])
     flipped = rs.hard_negative_mask(score[:, ::-1], tg["pos_mask"][:, ::-1], case.settings.neg_pos)
@@ -99,8 +109,14 @@ def ssd_earlier_truth_wins(case, dtype="float64"):
     for t in case.truths:
         m = rs.match(t[::-1], case.priors, thr)
         n = len(t)
-        matches.append(replace(m, matched=np.where(m.matched >= 0, n - 1 - m.matched, -1),
-                               overlaps=m.overlaps[::-1], best_prior=m.best_prior[::-1]))
+        matches.append(
+            replace(
+                m,
+                matched=np.where(m.matched >= 0, n - 1 - m.matched, -1),
+                overlaps=m.overlaps[::-1],
+                best_prior=m.best_prior[::-1],
+            )
+        )
     return rs.evaluate(case, matches=matches)
 
 
@@ -142,11 +158,14 @@ def hard_negative_far_below():
     return replace(c, conf=conf)
 
 
-@pytest.mark.parametrize("wrong,case", [
-    (ssd_earlier_truth_wins, ssd_corpus.s4_later_truth_wins),
-    (ssd_threshold_strict, ssd_corpus.s6_iou_exactly_half),
-    (ssd_global_max_mining, hard_negative_far_below),
-])
+@pytest.mark.parametrize(
+    "wrong,case",
+    [
+        (ssd_earlier_truth_wins, ssd_corpus.s4_later_truth_wins),
+        (ssd_threshold_strict, ssd_corpus.s6_iou_exactly_half),
+        (ssd_global_max_mining, hard_negative_far_below),
+    ],
+)
 def test_ssd_wrong_rule_fails(wrong, case):
     c = case()
     assert failures(ssd_compare.compare(c, wrong(c), "float64"))
@@ -161,36 +180,66 @@ def test_mismatch_message_names_count_share_and_index():
 
 # ---------------------------------------------------------------- ties the zoo found (tests/zoo)
 
+
 def ssd_duplicate_priors():
     """Three identical priors: every truth ties over all three, so last-index tie breaking
     forces all of them onto prior 2, which only a joint move of the truths explains."""
-    truths = np.array([[0.296875, 0.12109375, 0.98828125, 0.9453125, 0],
-                       [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
-                       [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1],
-                       [0.15234375, 0.015625, 0.890625, 0.53125, 0]])
+    truths = np.array(
+        [
+            [0.296875, 0.12109375, 0.98828125, 0.9453125, 0],
+            [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
+            [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1],
+            [0.15234375, 0.015625, 0.890625, 0.53125, 0],
+        ]
+    )
     rng = np.random.default_rng(3)
-    return SsdCase(loc=rng.integers(-64, 64, (1, 3, 4)) / 16, conf=rng.integers(-64, 64, (1, 3, 3)) / 16,
-                   priors=np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)), truths=(truths,), settings=SsdSettings(neg_pos=1))
+    return SsdCase(
+        loc=rng.integers(-64, 64, (1, 3, 4)) / 16,
+        conf=rng.integers(-64, 64, (1, 3, 3)) / 16,
+        priors=np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)),
+        truths=(truths,),
+        settings=SsdSettings(neg_pos=1),
+    )
 
 
 def ssd_boxes_overlapping_nothing():
     """Three tiny truths overlapping no prior (all IoUs 0, S5) and one that overlaps prior 0."""
-    truths = np.array([[0.125, 0.125, 0.12890625, 0.12890625, 0], [0, 0, 0.00390625, 0.00390625, 0],
-                       [0, 0.00390625, 0.00390625, 0.0078125, 0], [0, 0.0078125, 0.00390625, 0.01171875, 0]])
+    truths = np.array(
+        [
+            [0.125, 0.125, 0.12890625, 0.12890625, 0],
+            [0, 0, 0.00390625, 0.00390625, 0],
+            [0, 0.00390625, 0.00390625, 0.0078125, 0],
+            [0, 0.0078125, 0.00390625, 0.01171875, 0],
+        ]
+    )
     rng = np.random.default_rng(4)
-    priors = np.array([[0.125, 0.125, 0.0625, 0.0625], [0.625, 0.625, 0.25, 0.25], [0.375, 0.875, 0.25, 0.25],
-                       [0.875, 0.375, 0.25, 0.25]])
-    return SsdCase(loc=rng.integers(-64, 64, (1, 4, 4)) / 16, conf=rng.integers(-64, 64, (1, 4, 2)) / 16,
-                   priors=priors, truths=(truths,))
+    priors = np.array(
+        [
+            [0.125, 0.125, 0.0625, 0.0625],
+            [0.625, 0.625, 0.25, 0.25],
+            [0.375, 0.875, 0.25, 0.25],
+            [0.875, 0.375, 0.25, 0.25],
+        ]
+    )
+    return SsdCase(
+        loc=rng.integers(-64, 64, (1, 4, 4)) / 16,
+        conf=rng.integers(-64, 64, (1, 4, 2)) / 16,
+        priors=priors,
+        truths=(truths,),
+    )
 
 
-KEYS = {"every key": None, "no matched": ("matched",),
-        "losses and gradients only": ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded")}
+KEYS = {
+    "every key": None,
+    "no matched": ("matched",),
+    "losses and gradients only": ("matched", "conf_t", "loc_t", "pos_mask", "neg_mask", "decoded"),
+}
 
 
 @pytest.mark.parametrize("keys", KEYS, ids=list(KEYS))
-@pytest.mark.parametrize("case", [ssd_duplicate_priors, ssd_boxes_overlapping_nothing,
-                                  ssd_corpus.s10_tied_negative_scores])
+@pytest.mark.parametrize(
+    "case", [ssd_duplicate_priors, ssd_boxes_overlapping_nothing, ssd_corpus.s10_tied_negative_scores]
+)
 def test_ssd_last_index_ties_pass_whatever_keys_are_returned(case, keys):
     c = case()
     out = ssd_last_prior_on_ties(c)
@@ -205,9 +254,13 @@ def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
     same cell prefers anchor 0. Last-index ties put the three on anchor 1, so anchor 0's
     cell keeps the fourth: only moving the three together explains tx .. th."""
     t = [0, 0, 0, 0, 0.00390625, 0.00390625]
-    case = YoloCase(outputs=(np.random.default_rng(5).integers(-64, 64, (1, 12, 2, 2)) / 16,),
-                    anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
-                    targets=np.array([t, [0, 0, 0, 0, 0.00390625, 0.01953125], t, t]), num_classes=1, img_dim=64.0)
+    case = YoloCase(
+        outputs=(np.random.default_rng(5).integers(-64, 64, (1, 12, 2, 2)) / 16,),
+        anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
+        targets=np.array([t, [0, 0, 0, 0, 0.00390625, 0.01953125], t, t]),
+        num_classes=1,
+        img_dim=64.0,
+    )
     out = yolo_last_anchor_on_ties(case)
     assert not np.array_equal(out["layer0.th"], ry.evaluate(case)["layer0.th"]), "needs a tie"
     assert failures(yolo_compare.compare(case, out, "float64")) == []
@@ -217,10 +270,16 @@ def test_yolo_placements_are_judged_on_tcls_too():
     """Rows 0 and 1 tie on both anchors; last-index ties put both on anchor 1 (row 0 hidden
     by the collision there) and row 2 on anchor 0: only the multi-hot tcls tells it from
     row 0 on anchor 0, row 1 on anchor 1."""
-    targets = np.array([[0, 1, 0, 0, 1 / 256, 1 / 256], [0, 0, 0, 0, 1 / 256, 2 / 256],
-                        [0, 0, 0, 0, 1 / 256, 0.03515625]])
-    case = YoloCase(outputs=(np.random.default_rng(6).integers(-64, 64, (1, 14, 1, 1)) / 16,),
-                    anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),), targets=targets, num_classes=2, img_dim=32.0)
+    targets = np.array(
+        [[0, 1, 0, 0, 1 / 256, 1 / 256], [0, 0, 0, 0, 1 / 256, 2 / 256], [0, 0, 0, 0, 1 / 256, 0.03515625]]
+    )
+    case = YoloCase(
+        outputs=(np.random.default_rng(6).integers(-64, 64, (1, 14, 1, 1)) / 16,),
+        anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
+        targets=targets,
+        num_classes=2,
+        img_dim=32.0,
+    )
     out = yolo_last_anchor_on_ties(case)
     assert failures(yolo_compare.compare(case, out, "float64")) == []
 
@@ -231,8 +290,13 @@ def test_yolo_anchor_tie_without_targets_is_judged_on_losses_and_gradient(dtype)
     placement is read from them, with probabilities in the implementation's dtype (Y10)."""
     x = np.random.default_rng(7).choice([-30.0, 0.5, -2.0], size=(1, 22, 1, 1))
     x[0, 4], x[0, 15] = 31.75, 47.25  # conf of anchors 0, 1: both saturate to 1 in float32 only
-    case = YoloCase(outputs=(x,), anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
-                    targets=np.array([[0, 0, 0, 0, 1 / 256, 1 / 256]]), num_classes=6, img_dim=1.0)
+    case = YoloCase(
+        outputs=(x,),
+        anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
+        targets=np.array([[0, 0, 0, 0, 1 / 256, 1 / 256]]),
+        num_classes=6,
+        img_dim=1.0,
+    )
     out = yolo_last_anchor_on_ties(case, dtype)
     out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
     assert failures(yolo_compare.compare(case, out, dtype)) == []
@@ -244,10 +308,18 @@ def test_yolo_anchor_tie_without_targets_among_saturated_logits(seed):
     distances of losses and gradients mislead there (Y10 admits values far apart), the
     checks that pass do not."""
     rng = np.random.default_rng(seed)
-    x = np.where(rng.random((1, 14, 6, 6)) < 0.7, rng.choice(SATURATED, (1, 14, 6, 6)),
-                 rng.integers(-256, 257, (1, 14, 6, 6)) / 64)
-    case = YoloCase(outputs=(x,), anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
-                    targets=np.array([[0, 1, 0, 0, 1 / 256, 1 / 256]]), num_classes=2, img_dim=48.0).astype("float32")
+    x = np.where(
+        rng.random((1, 14, 6, 6)) < 0.7,
+        rng.choice(SATURATED, (1, 14, 6, 6)),
+        rng.integers(-256, 257, (1, 14, 6, 6)) / 64,
+    )
+    case = YoloCase(
+        outputs=(x,),
+        anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
+        targets=np.array([[0, 1, 0, 0, 1 / 256, 1 / 256]]),
+        num_classes=2,
+        img_dim=48.0,
+    ).astype("float32")
     out = torch_adapter.yolo(case, "cpu", "float32")
     out = {k: v for k, v in out.items() if k.endswith(("grad", "loss_total")) or ".loss_" in k}
     assert failures(yolo_compare.compare(case, out, "float32")) == []
@@ -256,11 +328,21 @@ def test_yolo_anchor_tie_without_targets_among_saturated_logits(seed):
 def test_ssd_truths_sharing_a_forced_prior_move_together():
     """Truths tied over different prior sets that last-index tie breaking sends to one prior:
     only moving the truths that share a forced prior together explains it (float32)."""
-    truths = np.array([[0.3984375, 0.0625, 0.71484375, 0.47265625, 4], [0.5, 0.0, 0.5625, 0.0625, 3],
-                       [0.6875, 0.00390625, 0.7890625, 1.0, 3], [0.03125, 0.21875, 0.953125, 0.828125, 3]])
+    truths = np.array(
+        [
+            [0.3984375, 0.0625, 0.71484375, 0.47265625, 4],
+            [0.5, 0.0, 0.5625, 0.0625, 3],
+            [0.6875, 0.00390625, 0.7890625, 1.0, 3],
+            [0.03125, 0.21875, 0.953125, 0.828125, 3],
+        ]
+    )
     rng = np.random.default_rng(9)
-    case = SsdCase(loc=rng.integers(-64, 64, (1, 4, 4)) / 16, conf=rng.integers(-64, 64, (1, 4, 6)) / 16,
-                   priors=ssd_strategies.grid_priors(2, (0.25,)), truths=(truths,)).astype("float32")
+    case = SsdCase(
+        loc=rng.integers(-64, 64, (1, 4, 4)) / 16,
+        conf=rng.integers(-64, 64, (1, 4, 6)) / 16,
+        priors=ssd_strategies.grid_priors(2, (0.25,)),
+        truths=(truths,),
+    ).astype("float32")
     out = ssd_last_prior_on_ties(case, "float32")
     del out["matched"]
     assert failures(ssd_compare.compare(case, out, "float32")) == []
@@ -271,8 +353,13 @@ def test_yolo_many_tied_decisions_are_searched_one_at_a_time():
     MAX_COMBINATIONS, last-index ties put all nine on anchor 1."""
     sides = (np.arange(9) + 1) / 64
     targets = np.array([[0, 0, (i % 3 + 0.5) / 3, (i // 3 + 0.5) / 3, s, s] for i, s in enumerate(sides)])
-    case = YoloCase(outputs=(np.random.default_rng(10).integers(-64, 64, (1, 12, 3, 3)) / 16,),
-                    anchors=(np.array([[16.0, 16.0], [16.0, 16.0]]),), targets=targets, num_classes=1, img_dim=48.0)
+    case = YoloCase(
+        outputs=(np.random.default_rng(10).integers(-64, 64, (1, 12, 3, 3)) / 16,),
+        anchors=(np.array([[16.0, 16.0], [16.0, 16.0]]),),
+        targets=targets,
+        num_classes=1,
+        img_dim=48.0,
+    )
     out = yolo_last_anchor_on_ties(case)
     assert out["layer0.obj_mask"][0, 1].sum() == 9, "needs the ties"
     assert failures(yolo_compare.compare(case, out, "float64")) == []

@@ -1,6 +1,7 @@
 """Faults in the implementation under test never hang the run or lose its report (issue 9,
 items 1-5): timeouts, crashes with and without xdist, atomic and uniquely named report
 files, the report directory checked at start and failing cases kept under it."""
+
 from __future__ import annotations
 
 import json
@@ -50,10 +51,10 @@ class Crash(Hang):
 def pytest_run(tmp_path, *args, report_dir=None, tests="conformance/suite/test_coverage.py"):
     (tmp_path / "faulty.py").write_text(FAULTY)
     report_dir = report_dir or tmp_path / "reports"
-    cmd = [sys.executable, "-m", "pytest", tests, "-p", "no:cacheprovider",
-           "--report-dir", str(report_dir), *args]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    cmd = [sys.executable, "-m", "pytest", tests, "-p", "no:cacheprovider", "--report-dir", str(report_dir), *args]
+    result = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)}
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -63,10 +64,12 @@ def latest(tmp_path) -> dict:
 
 # ---------------------------------------------------------------- item 1: hang
 
+
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["plain", "xdist"])
 def test_hanging_adapter_fails_with_timeout_and_the_run_goes_on(tmp_path, xdist):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "--timeout", "2",
-                           "-k", "yolo-layer0.tx or ssd-loss_l", *xdist)
+    code, out = pytest_run(
+        tmp_path, "--impl", "faulty:Hang", "--timeout", "2", "-k", "yolo-layer0.tx or ssd-loss_l", *xdist
+    )
     assert code == 1, out[-3000:]
     assert "1 failed, 1 passed" in out and "Timeout" in out, out[-3000:]
     doc = latest(tmp_path)
@@ -85,6 +88,7 @@ def test_default_timeout_is_shown_and_overridable(tmp_path):
 
 # ---------------------------------------------------------------- item 2: crash
 
+
 def test_crash_without_xdist_leaves_an_incomplete_report_and_the_test_it_died_in(tmp_path):
     code, out = pytest_run(tmp_path, "--impl", "faulty:Crash", "-k", "ssd-loss_l or yolo-layer0.tx")
     assert code == 3, out[-3000:]
@@ -92,7 +96,8 @@ def test_crash_without_xdist_leaves_an_incomplete_report_and_the_test_it_died_in
     assert "process died" in doc["incomplete"]["reason"]
     (log,) = (tmp_path / "reports").glob("*.log")
     assert log.read_text().splitlines()[-1] == (
-        "started conformance/suite/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]")
+        "started conformance/suite/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]"
+    )
     assert "INCOMPLETE" in (tmp_path / "reports" / "latest.md").read_text()
 
 
@@ -110,8 +115,9 @@ def test_crash_with_xdist_names_the_crashed_test_and_the_lost_worker(tmp_path):
 
 
 def test_tests_never_run_after_xdist_gives_up_are_listed(tmp_path):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Crash", "-n", "1", "--max-worker-restart", "0",
-                           "-k", "yolo-layer0.output or ssd")
+    code, out = pytest_run(
+        tmp_path, "--impl", "faulty:Crash", "-n", "1", "--max-worker-restart", "0", "-k", "yolo-layer0.output or ssd"
+    )
     assert code != 0, out[-3000:]
     never = latest(tmp_path)["incomplete"]["not_run"]
     assert len(never) == 10 and all("crash-cpu-float64-ssd-" in t for t in never), never
@@ -126,11 +132,24 @@ def test_complete_run_has_no_incomplete_section(tmp_path):
 
 # ---------------------------------------------------------------- item 3: atomic latest.*
 
+
 def test_readers_never_see_a_partial_report(tmp_path):
-    big = {"format": 1, "aggregates": [], "failures": [{"test": f"t{i}", "when": "call", "text": "x" * 2000}
-                                                       for i in range(500)],
-           "summary": {"quantities": 0, "comparisons": 0, "failed_comparisons": 0, "ties": 0, "failed_tests": 500,
-                       "outcomes": {}}, "bins": list(report.BINS), "bin_upper": [], "pass_bins": report.PASS_BINS}
+    big = {
+        "format": 1,
+        "aggregates": [],
+        "failures": [{"test": f"t{i}", "when": "call", "text": "x" * 2000} for i in range(500)],
+        "summary": {
+            "quantities": 0,
+            "comparisons": 0,
+            "failed_comparisons": 0,
+            "ties": 0,
+            "failed_tests": 500,
+            "outcomes": {},
+        },
+        "bins": list(report.BINS),
+        "bin_upper": [],
+        "pass_bins": report.PASS_BINS,
+    }
     report.write(big, tmp_path, run="r")
     bad, reads, done = [], [0], threading.Event()
 
@@ -164,8 +183,12 @@ def _write_many(args):
     """ROUNDS reports under one run id, starting together with the other processes."""
     directory, barrier = args
     barrier.wait()
-    return [p.name for _ in range(ROUNDS) for p in report.write(EMPTY, directory, run="20260101T000000Z")
-            if p.suffix == ".json" and p.name != "latest.json"]
+    return [
+        p.name
+        for _ in range(ROUNDS)
+        for p in report.write(EMPTY, directory, run="20260101T000000Z")
+        if p.suffix == ".json" and p.name != "latest.json"
+    ]
 
 
 def test_runs_starting_in_the_same_second_get_different_ids(tmp_path):
@@ -181,10 +204,18 @@ def test_runs_starting_in_the_same_second_get_different_ids(tmp_path):
 
 # ---------------------------------------------------------------- item 5: report dir
 
+
 def test_report_dir_that_cannot_be_created_is_a_usage_error_at_start(tmp_path):
     (tmp_path / "a_file").write_text("")
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "-k", "test_fixture and S2_truth_equals_prior",
-                           report_dir=tmp_path / "a_file" / "reports", tests="conformance/suite/test_fixtures.py")
+    code, out = pytest_run(
+        tmp_path,
+        "--impl",
+        "faulty:Hang",
+        "-k",
+        "test_fixture and S2_truth_equals_prior",
+        report_dir=tmp_path / "a_file" / "reports",
+        tests="conformance/suite/test_fixtures.py",
+    )
     assert code == 4, out[-3000:]
     assert f"--report-dir '{tmp_path / 'a_file' / 'reports'}': cannot write reports there" in out
     assert "Traceback" not in out and "passed" not in out
@@ -210,11 +241,30 @@ def test_failing_cases_are_saved_under_the_report_dir(tmp_path):
     (tmp_path / "wrong.py").write_text(WRONG)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "conformance" / "suite" / "test_fixtures.py"), "-p", "no:cacheprovider",
-           "--rootdir", str(ROOT), "--impl", "wrong:Wrong", "-k", "test_fixture and (Y1_decode or Y2_single_anchor)",
-           "--report-dir", str(tmp_path / "out")]
-    result = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "conformance" / "suite" / "test_fixtures.py"),
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(ROOT),
+        "--impl",
+        "wrong:Wrong",
+        "-k",
+        "test_fixture and (Y1_decode or Y2_single_anchor)",
+        "--report-dir",
+        str(tmp_path / "out"),
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 1, out[-3000:]
     saved = sorted(p.name for p in (tmp_path / "out" / "failures").glob("*.npz"))

@@ -1,4 +1,5 @@
 """The golden fixture format: round trip, determinism, corruption, check, the committed set."""
+
 from __future__ import annotations
 
 import io
@@ -24,14 +25,22 @@ def _fake_expected(case) -> dict:
     """Any dict of arrays with the reference's dtypes: the format must not care what they mean."""
     if hasattr(case, "outputs"):
         x = case.outputs[0]
-        return {"layer0.grad": np.tanh(x) / 3, "layer0.obj_mask": x > 1,
-                "loss_total": np.asarray(float(np.sum(x ** 2)))}
-    return {"matched": np.arange(case.loc.shape[1]).reshape(1, -1).repeat(len(case.loc), 0) - 1,
-            "loss_l": np.asarray(np.pi), "decoded": case.loc * np.e}
+        return {"layer0.grad": np.tanh(x) / 3, "layer0.obj_mask": x > 1, "loss_total": np.asarray(float(np.sum(x**2)))}
+    return {
+        "matched": np.arange(case.loc.shape[1]).reshape(1, -1).repeat(len(case.loc), 0) - 1,
+        "loss_l": np.asarray(np.pi),
+        "decoded": case.loc * np.e,
+    }
 
 
-SMALL = [yolo_corpus.y5_two_targets_one_cell(), yolo_corpus.y7_three_layers(), yolo_corpus.y8_no_targets(),
-         ssd_corpus.s13_image_without_truths(), ssd_corpus.s12_no_positives(), ssd_corpus.s7_custom_variances()]
+SMALL = [
+    yolo_corpus.y5_two_targets_one_cell(),
+    yolo_corpus.y7_three_layers(),
+    yolo_corpus.y8_no_targets(),
+    ssd_corpus.s13_image_without_truths(),
+    ssd_corpus.s12_no_positives(),
+    ssd_corpus.s7_custom_variances(),
+]
 
 
 def _regen(tmp_path, cases=SMALL, check=False):
@@ -42,8 +51,13 @@ def _regen(tmp_path, cases=SMALL, check=False):
 
 def _same_case(a, b) -> bool:
     ia, ib = fixtures.case_arrays(a), fixtures.case_arrays(b)
-    return (ia.keys() == ib.keys() and all(np.array_equal(ia[k], ib[k]) for k in ia)
-            and a.settings == b.settings and a.name == b.name and type(a) is type(b))
+    return (
+        ia.keys() == ib.keys()
+        and all(np.array_equal(ia[k], ib[k]) for k in ia)
+        and a.settings == b.settings
+        and a.name == b.name
+        and type(a) is type(b)
+    )
 
 
 @pytest.mark.parametrize("case", SMALL, ids=lambda c: c.name)
@@ -114,7 +128,7 @@ def test_corrupted_file_names_the_file(tmp_path):
     path = tmp_path / "Y7_three_layers.npz"
     data = bytearray(path.read_bytes())
     mid = len(data) // 3
-    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
     path.write_bytes(bytes(data))
     with pytest.raises(FixtureError, match="Y7_three_layers.npz.*edited"):
         fixtures.load(path)  # the manifest's sha256 catches it first
@@ -217,11 +231,12 @@ def test_committed_fixtures_load_and_stay_small():
     names = [n for n, _, _ in loaded]
     assert names == sorted(names) and len(names) == len(corpus.all_cases())
     size = sum(p.stat().st_size for p in fixtures.DEFAULT_DIR.iterdir())
-    assert size < 4.5 * 2 ** 20
+    assert size < 4.5 * 2**20
 
 
 def test_command_line(tmp_path, capsys):
     from conformance.__main__ import main
+
     assert main(["regen", "--dir", str(tmp_path)]) == 0
     assert main(["regen", "--check", "--dir", str(tmp_path)]) == 0
     (tmp_path / "S6_iou_exactly_half.npz").unlink()
@@ -230,6 +245,7 @@ def test_command_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- regen keeps what is current
+
 
 def _copy_of_fixtures(tmp_path):
     return Path(shutil.copytree(fixtures.DEFAULT_DIR, tmp_path / "fixtures"))
@@ -259,6 +275,7 @@ def _snapshot(directory) -> dict:
 def test_regen_keeps_fixtures_within_tolerance_byte_for_byte(tmp_path):
     """Last-bit differences (another NumPy or libm) rewrite nothing; --force rewrites."""
     from conformance.__main__ import main
+
     directory = _copy_of_fixtures(tmp_path)
     fresh = _snapshot(directory)
     fname = "yolo416_b1.npz"
@@ -299,7 +316,7 @@ def test_regen_on_an_unchanged_tree_writes_nothing(tmp_path):
 # ---------------------------------------------------------------- a bad fixture does not stop the run
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_ADAPTER = '''
+REFERENCE_ADAPTER = """
 from reference import yolo as ry
 
 class Reference:
@@ -310,7 +327,7 @@ class Reference:
         return ry.evaluate(case, prob_dtype=dtype)
 
 adapter = Reference()
-'''
+"""
 
 
 def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
@@ -330,10 +347,23 @@ def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
     (copy / "reference_adapter.py").write_text(REFERENCE_ADAPTER)
 
     def pytest_run(*args):
-        cmd = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q",
-               "--impl", "reference_adapter:adapter", "--report-dir", str(tmp_path / "reports"), *args]
-        done = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONPATH": str(copy)})
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "conformance",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--impl",
+            "reference_adapter:adapter",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            *args,
+        ]
+        done = subprocess.run(
+            cmd, cwd=copy, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(copy)}
+        )
         return done.returncode, done.stdout + done.stderr
 
     code, out = pytest_run("--co")
@@ -375,6 +405,7 @@ def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, 
     from conformance.families import BY_NAME
     from conformance.plugin import check
     from reference.precision import precision
+
     (tmp_path / "wrong_loss_c.py").write_text(WRONG_LOSS_C)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -407,12 +438,14 @@ def test_generated_failures_keep_the_latest_example_per_test(tmp_path):
     from conformance import repro
     from conformance.engine import Subject, fingerprint
     from reference.precision import precision
+
     target = Subject("x:adapter", None, "cpu", precision("float64"))
     a, b = replace(ssd_corpus.generated_ssd(0), name=""), replace(ssd_corpus.generated_ssd(1), name="")
     repro.save(a, "test_property[x-ssd]", target, tmp_path)
     repro.save(ssd_corpus.s7_custom_variances(), "test_property[x-ssd]", target, tmp_path)
     command = repro.save(b, "test_property[x-ssd]", target, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([f"test_property_x-ssd-{fingerprint(b)[:12]}.npz",
-                            "test_property_x-ssd-S7_custom_variances.npz"])
+    assert names == sorted(
+        [f"test_property_x-ssd-{fingerprint(b)[:12]}.npz", "test_property_x-ssd-S7_custom_variances.npz"]
+    )
     assert f"test_property_x-ssd-{fingerprint(b)[:12]}.npz" in command

@@ -51,7 +51,7 @@ def test_junit_xml_carries_message_and_repro_command_with_xdist(tmp_path):
         "--junitxml",
         str(xml),
         "-k",
-        "(implementation_on_fixture and Y5_two_targets_one_cell) or (test_yolo and losses)",
+        "(test_fixture and Y5_two_targets_one_cell) or (test_property and yolo)",
         "--report-dir",
         str(tmp_path / "reports"),
     ]

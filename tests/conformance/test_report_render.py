@@ -74,7 +74,7 @@ def report_html(tmp_path_factory) -> Path:
         "--impl",
         "render_adapters:Reversed",
         "-k",
-        "implementation_on_fixture or test_returns",
+        "test_fixture or test_returns",
         "--report-dir",
         str(tmp / "reports"),
     ]

@@ -5,6 +5,7 @@ only, no shrinking) for a case that the reference itself classifies as having th
 feature (a shared YOLO cell per reference.yolo.assign, a truth that loses its forced
 prior per reference.ssd.match, ...). A strategy that stopped producing it fails the test.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,10 +24,15 @@ from reference.cases import round_to
 ry = pytest.importorskip("reference.yolo", reason="reference.yolo not written yet")
 rs = pytest.importorskip("reference.ssd", reason="reference.ssd not written yet")
 
-FAST = settings(max_examples=40, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
-SEARCH = settings(max_examples=300, deadline=None, database=None, phases=[Phase.generate],
-                  derandomize=True, suppress_health_check=list(HealthCheck))
+FAST = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+SEARCH = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def reach(strategy, condition):
@@ -41,8 +47,14 @@ def rate(strategy, condition, draws: int = 100) -> float:
     """Fraction of ``draws`` generated examples satisfying ``condition`` (derandomized)."""
     hits = []
 
-    @settings(max_examples=draws, deadline=None, database=None, derandomize=True,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=draws,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(case):
         hits.append(bool(condition(case)))
@@ -63,11 +75,13 @@ def assert_rate(feature_strategy, condition, at_least: float):
 
 # ---------------------------------------------------------------- helpers on cases
 
+
 def yolo_assignments(case, dtype: str = "float64"):
     """reference.yolo.assign of every layer, on the case rounded to ``dtype``."""
     c = case.astype(dtype) if dtype != "float64" else case
-    return [ry.assign(c.targets, a, x.shape[2], c.img_dim, c.settings.ignore_thres)
-            for x, a in zip(c.outputs, c.anchors)]
+    return [
+        ry.assign(c.targets, a, x.shape[2], c.img_dim, c.settings.ignore_thres) for x, a in zip(c.outputs, c.anchors)
+    ]
 
 
 def yolo_shares_cell(case) -> bool:
@@ -98,6 +112,7 @@ def float32_exact(a) -> bool:
 
 
 # ---------------------------------------------------------------- validity
+
 
 @FAST
 @given(YS.yolo_cases())
@@ -138,8 +153,9 @@ def test_typical_sizes_are_small():
     """Median YOLO head size < 2k values, median SSD prior count < 200 (over 100 draws)."""
     sizes = {"yolo": [], "ssd": []}
 
-    @settings(max_examples=100, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=100, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
     @given(YS.yolo_cases(), SS.ssd_cases())
     def collect(yolo, ssd):
         sizes["yolo"].append(sum(x.size for x in yolo.outputs))
@@ -152,13 +168,17 @@ def test_typical_sizes_are_small():
 
 # ---------------------------------------------------------------- YOLO features reachable
 
+
 def test_yolo_reaches_shared_cell():
     assert_rate(YS.yolo_cases(features=("shared_cell",)), yolo_shares_cell, 0.7)
 
 
 def test_yolo_reaches_exact_anchor_tie():
-    assert_rate(YS.yolo_cases(features=("anchor_tie",)),
-                lambda c: any((a.anchor_margin == 0).any() for a in yolo_assignments(c)), 0.4)
+    assert_rate(
+        YS.yolo_cases(features=("anchor_tie",)),
+        lambda c: any((a.anchor_margin == 0).any() for a in yolo_assignments(c)),
+        0.4,
+    )
 
 
 def test_yolo_reaches_wh_iou_exactly_at_ignore_thres():
@@ -168,8 +188,7 @@ def test_yolo_reaches_wh_iou_exactly_at_ignore_thres():
     assert_rate(YS.yolo_cases(features=("ignore_threshold",)), at_threshold, 0.6)
     case = reach(YS.yolo_cases(features=("ignore_threshold",)), at_threshold)
     # the same decision in float32: the construction is exact there too
-    assert any((a.wh_iou == case.settings.ignore_thres).any()
-               for a in yolo_assignments(case, "float32"))
+    assert any((a.wh_iou == case.settings.ignore_thres).any() for a in yolo_assignments(case, "float32"))
 
 
 def test_yolo_reaches_centre_on_cell_boundary():
@@ -188,24 +207,25 @@ def test_yolo_reaches_centre_at_image_edge(value):
 
 
 def test_yolo_reaches_tiny_and_extreme_aspect_boxes():
-    reach(YS.yolo_cases(features=("tiny_extreme",)),
-          lambda c: (c.targets[:, 4:6].min(axis=1) <= 2.0**-9).any())
-    reach(YS.yolo_cases(features=("tiny_extreme",)),
-          lambda c: (c.targets[:, 4] / c.targets[:, 5] >= 512).any())
+    reach(YS.yolo_cases(features=("tiny_extreme",)), lambda c: (c.targets[:, 4:6].min(axis=1) <= 2.0**-9).any())
+    reach(YS.yolo_cases(features=("tiny_extreme",)), lambda c: (c.targets[:, 4] / c.targets[:, 5] >= 512).any())
 
 
 def test_yolo_reaches_empty_batch_and_empty_image():
     reach(YS.yolo_cases(), lambda c: len(c.targets) == 0)
-    reach(YS.yolo_cases(), lambda c: len(c.targets) > 0
-          and len(np.unique(c.targets[:, 0])) < c.outputs[0].shape[0])
+    reach(YS.yolo_cases(), lambda c: len(c.targets) > 0 and len(np.unique(c.targets[:, 0])) < c.outputs[0].shape[0])
 
 
 def test_yolo_reaches_float32_decision_flip():
     """A near tie: the case rounded to float32 changes a cell, best anchor or ignore decision."""
+
     def flips(c):
         for a64, a32 in zip(yolo_assignments(c), yolo_assignments(c, "float32")):
-            if not (np.array_equal(a64.gi, a32.gi) and np.array_equal(a64.best_anchor, a32.best_anchor)
-                    and np.array_equal(a64.ignore, a32.ignore)):
+            if not (
+                np.array_equal(a64.gi, a32.gi)
+                and np.array_equal(a64.best_anchor, a32.best_anchor)
+                and np.array_equal(a64.ignore, a32.ignore)
+            ):
                 return True
         return False
 
@@ -214,12 +234,12 @@ def test_yolo_reaches_float32_decision_flip():
 
 @pytest.mark.parametrize("bound", [17, 40])
 def test_yolo_reaches_large_logits(bound):
-    reach(YS.yolo_cases(features=("plain",)),
-          lambda c: max(np.abs(x).max() for x in c.outputs) >= bound)
+    reach(YS.yolo_cases(features=("plain",)), lambda c: max(np.abs(x).max() for x in c.outputs) >= bound)
 
 
 def test_yolo_reaches_float32_class_tie():
     """Class logits distinct in float64 that tie in float32 (the near_tie logit kind)."""
+
     def collapses(c):
         x = c.outputs[0]
         return not np.array_equal(x, round_to(x, "float32"))
@@ -233,14 +253,16 @@ def test_yolo_reaches_realistic_layer():
 
 # ---------------------------------------------------------------- SSD features reachable
 
+
 def test_ssd_reaches_truth_losing_its_forced_prior():
     assert_rate(SS.ssd_cases(features=("shared_best_prior",)), ssd_loses_forced_prior, 0.6)
 
 
 def test_ssd_reaches_iou_exactly_at_threshold_on_unforced_prior():
     def exact_threshold(c):
-        return any(((m.overlap == c.settings.threshold) & np.isfinite(m.threshold_margin)).any()
-                   for m in ssd_matches(c))
+        return any(
+            ((m.overlap == c.settings.threshold) & np.isfinite(m.threshold_margin)).any() for m in ssd_matches(c)
+        )
 
     assert_rate(SS.ssd_cases(features=("threshold_iou",)), exact_threshold, 0.3)
     case = reach(SS.ssd_cases(features=("threshold_iou",)), exact_threshold)
@@ -248,28 +270,29 @@ def test_ssd_reaches_iou_exactly_at_threshold_on_unforced_prior():
 
 
 def test_ssd_reaches_iou_exactly_half():
-    reach(SS.ssd_cases(features=("threshold_iou",)),
-          lambda c: any((m.overlaps == 0.5).any() for m in ssd_matches(c)))
+    reach(SS.ssd_cases(features=("threshold_iou",)), lambda c: any((m.overlaps == 0.5).any() for m in ssd_matches(c)))
 
 
 def test_ssd_reaches_two_priors_equally_good():
     def tied(c):
-        return any(((m.best_prior_margin == 0) & (m.overlaps.max(axis=1) > 0)).any()
-                   for m in ssd_matches(c))
+        return any(((m.best_prior_margin == 0) & (m.overlaps.max(axis=1) > 0)).any() for m in ssd_matches(c))
 
     assert_rate(SS.ssd_cases(features=("tied_priors",)), tied, 0.7)
 
 
 def test_ssd_reaches_truth_overlapping_no_prior():
-    assert_rate(SS.ssd_cases(features=("no_overlap",)),
-                lambda c: any((m.overlaps.max(axis=1) == 0).any()
-                              for m in ssd_matches(c) if m.overlaps.size), 0.6)
+    assert_rate(
+        SS.ssd_cases(features=("no_overlap",)),
+        lambda c: any((m.overlaps.max(axis=1) == 0).any() for m in ssd_matches(c) if m.overlaps.size),
+        0.6,
+    )
 
 
 def test_ssd_reaches_more_positives_than_negatives():
     def crowded(c):
-        return any(2 * (m.matched >= 0)[m.overlap >= c.settings.threshold].sum() > len(c.priors)
-                   for m in ssd_matches(c))
+        return any(
+            2 * (m.matched >= 0)[m.overlap >= c.settings.threshold].sum() > len(c.priors) for m in ssd_matches(c)
+        )
 
     reach(SS.ssd_cases(features=("many_positives",)), crowded)
 
@@ -292,6 +315,7 @@ def test_ssd_reaches_tiny_and_extreme_truths():
 
 def test_ssd_reaches_float32_match_flip():
     """A near tie: the case rounded to float32 changes a forced prior or a threshold decision."""
+
     def flips(c):
         for m64, m32 in zip(ssd_matches(c), ssd_matches(c, "float32")):
             pos64 = m64.overlap >= c.settings.threshold
@@ -305,6 +329,7 @@ def test_ssd_reaches_float32_match_flip():
 
 def test_ssd_reaches_tied_mining_scores():
     """Equal hard-negative mining scores among an image's background priors (S10 ties)."""
+
     def tied_scores(c):
         out = rs.evaluate(c)
         score = rs.mining_score(c.conf, out["conf_t"])
@@ -327,15 +352,21 @@ def test_ssd_reaches_saturated_logits():
 
 # ---------------------------------------------------------------- the default mix
 
+
 @pytest.mark.parametrize("family", ["yolo", "ssd"])
 def test_default_mix_draws_every_feature(family):
     """The default yolo_cases() / ssd_cases() reach every feature within 300 draws."""
-    strategy, features = {"yolo": (YS.yolo_cases(), YS.YOLO_FEATURES),
-                          "ssd": (SS.ssd_cases(), SS.SSD_FEATURES)}[family]
+    strategy, features = {"yolo": (YS.yolo_cases(), YS.YOLO_FEATURES), "ssd": (SS.ssd_cases(), SS.SSD_FEATURES)}[family]
     names = set()
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=300,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(case):
         names.add(case.name.removeprefix(f"generated {family} "))
@@ -346,6 +377,7 @@ def test_default_mix_draws_every_feature(family):
 
 # ---------------------------------------------------------------- drafts, arrays, shrinking
 
+
 def draft_arrays(draft) -> list:
     """Every array a draft holds (YoloDraft: anchors, targets; SsdDraft: priors, truths)."""
     if isinstance(draft, YS.YoloDraft):
@@ -353,8 +385,9 @@ def draft_arrays(draft) -> list:
     return [draft.priors] + list(draft.truths)
 
 
-@pytest.mark.parametrize("family, feature", [("yolo", f) for f in YS.YOLO_FEATURES]
-                         + [("ssd", f) for f in SS.SSD_FEATURES])
+@pytest.mark.parametrize(
+    "family, feature", [("yolo", f) for f in YS.YOLO_FEATURES] + [("ssd", f) for f in SS.SSD_FEATURES]
+)
 def test_builders_return_a_new_draft_and_leave_theirs_untouched(family, feature):
     """builder(draft) draws a draft of the same type; the arrays of the draft passed in
     keep their values (builders never write into a draft)."""
@@ -388,17 +421,19 @@ def test_array_values_reuse_the_first_period_rotated(shape):
     assert x.shape == shape and x.dtype == np.float64 and set(np.unique(x)) <= set(values)
     flat = x.ravel()
     if flat.size > 2 * S.PERIOD:
-        np.testing.assert_array_equal(flat[S.PERIOD:2 * S.PERIOD], np.roll(flat[:S.PERIOD], -1))
-        assert not np.array_equal(flat[S.PERIOD:2 * S.PERIOD], flat[:S.PERIOD])
-        np.testing.assert_array_equal(flat[S.PERIOD**2:], flat[:-S.PERIOD**2])
+        np.testing.assert_array_equal(flat[S.PERIOD : 2 * S.PERIOD], np.roll(flat[: S.PERIOD], -1))
+        assert not np.array_equal(flat[S.PERIOD : 2 * S.PERIOD], flat[: S.PERIOD])
+        np.testing.assert_array_equal(flat[S.PERIOD**2 :], flat[: -(S.PERIOD**2)])
 
 
 @pytest.mark.parametrize("family", ["yolo", "ssd"])
 def test_failing_logits_shrink_to_simple_numbers(family):
     """A case searched for a logit <= -100 shrinks to logits 0 but for the needed -120,
     and SSD offsets to 0: every value is drawn by Hypothesis, so it shrinks."""
-    strategy, logits = {"yolo": (YS.yolo_cases(), lambda c: np.concatenate([x.ravel() for x in c.outputs])),
-                        "ssd": (SS.ssd_cases(), lambda c: np.concatenate([c.conf.ravel(), c.loc.ravel()]))}[family]
+    strategy, logits = {
+        "yolo": (YS.yolo_cases(), lambda c: np.concatenate([x.ravel() for x in c.outputs])),
+        "ssd": (SS.ssd_cases(), lambda c: np.concatenate([c.conf.ravel(), c.loc.ravel()])),
+    }[family]
     shrink = settings(SEARCH, phases=[Phase.generate, Phase.shrink])
     case = find(strategy, lambda c: (logits(c) <= -100).any(), settings=shrink)
     assert set(np.unique(logits(case))) == {0.0, -120.0}
@@ -415,5 +450,6 @@ def test_grid_priors_square_sizes_and_pairs_agree():
     """Sizes given as sides (the corpus) and as (w, h) pairs (the strategies) give one layout."""
     np.testing.assert_array_equal(SS.grid_priors(2, (0.25, 0.5)), SS.grid_priors(2, [(0.25, 0.25), (0.5, 0.5)]))
     p = SS.grid_priors(2, [(0.25, 0.5)])
-    np.testing.assert_array_equal(p, [[0.25, 0.25, 0.25, 0.5], [0.75, 0.25, 0.25, 0.5],
-                                      [0.25, 0.75, 0.25, 0.5], [0.75, 0.75, 0.25, 0.5]])
+    np.testing.assert_array_equal(
+        p, [[0.25, 0.25, 0.25, 0.5], [0.75, 0.25, 0.25, 0.5], [0.25, 0.75, 0.25, 0.5], [0.75, 0.75, 0.25, 0.5]]
+    )

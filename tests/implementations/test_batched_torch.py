@@ -4,6 +4,7 @@ Cases cover the decided quirks: a cell shared by two targets (Y5), cx = 1.0 (Y3)
 (Y8), a prior that is the best of two truths (S4), an image without truths (S13), a batch
 without positives (S12), and saturated logits (Y9, Y10).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,7 @@ from implementations.adapter import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEY
 from reference.cases import SsdCase, YoloCase  # noqa: E402
 
 TOL = {"float64": (1e-9, 1e-11), "float32": (2e-4, 2e-6)}  # (rtol, atol)
-EXACT = {"obj_mask", "noobj_mask", "tconf", "tcls", "class_mask", "matched", "conf_t",
-         "pos_mask", "neg_mask"}
+EXACT = {"obj_mask", "noobj_mask", "tconf", "tcls", "class_mask", "matched", "conf_t", "pos_mask", "neg_mask"}
 
 
 def yolo_case(kind: str, num_classes: int = 3) -> YoloCase:
@@ -28,19 +28,28 @@ def yolo_case(kind: str, num_classes: int = 3) -> YoloCase:
     anchors = (np.array([[60.0, 50.0], [90.0, 110.0]]), np.array([[12.0, 14.0], [30.0, 22.0]]))
     outputs = tuple(rng.normal(0, 1.5, (2, 2 * (num_classes + 5), g, g)) for g in (4, 7))
     targets = {
-        "shared": [[0, 1, 0.30, 0.40, 0.20, 0.30], [1, 2, 0.80, 0.10, 0.50, 0.40],
-                   [0, 2, 0.31, 0.41, 0.21, 0.29], [1, 0, 1.00, 0.55, 0.10, 0.15]],
+        "shared": [
+            [0, 1, 0.30, 0.40, 0.20, 0.30],
+            [1, 2, 0.80, 0.10, 0.50, 0.40],
+            [0, 2, 0.31, 0.41, 0.21, 0.29],
+            [1, 0, 1.00, 0.55, 0.10, 0.15],
+        ],
         "empty": np.zeros((0, 6)),
     }[kind]
-    return YoloCase(outputs=outputs, anchors=anchors, targets=np.asarray(targets, float),
-                    num_classes=num_classes, img_dim=112.0, name=kind)
+    return YoloCase(
+        outputs=outputs,
+        anchors=anchors,
+        targets=np.asarray(targets, float),
+        num_classes=num_classes,
+        img_dim=112.0,
+        name=kind,
+    )
 
 
 def grid_priors() -> np.ndarray:
     """(72, 4) centre-size priors: a 6x6 grid at two sizes."""
     cy, cx = np.meshgrid(np.arange(6) / 6 + 1 / 12, np.arange(6) / 6 + 1 / 12, indexing="ij")
-    rows = [np.column_stack([cx.ravel(), cy.ravel(), np.full(36, s), np.full(36, 1.3 * s)])
-            for s in (0.2, 0.4)]
+    rows = [np.column_stack([cx.ravel(), cy.ravel(), np.full(36, s), np.full(36, 1.3 * s)]) for s in (0.2, 0.4)]
     return np.clip(np.vstack(rows), 0.0, 1.0)
 
 
@@ -50,15 +59,21 @@ def ssd_case(kind: str, num_classes: int = 4) -> SsdCase:
     priors = grid_priors()
     truths = {
         # image 0: two nearly equal boxes share a best prior (S4); image 2 has no truth (S13)
-        "shared": ([[0.10, 0.10, 0.30, 0.35, 0], [0.11, 0.10, 0.30, 0.36, 2],
-                    [0.50, 0.40, 0.95, 0.90, 1]],
-                   [[0.05, 0.12, 0.71, 0.83, 2]], np.zeros((0, 5))),
+        "shared": (
+            [[0.10, 0.10, 0.30, 0.35, 0], [0.11, 0.10, 0.30, 0.36, 2], [0.50, 0.40, 0.95, 0.90, 1]],
+            [[0.05, 0.12, 0.71, 0.83, 2]],
+            np.zeros((0, 5)),
+        ),
         "none": (np.zeros((0, 5)),) * 3,  # S12: no positive in the batch
     }[kind]
     truths = tuple(np.asarray(t, float).reshape(-1, 5) for t in truths)
-    return SsdCase(loc=rng.normal(0, 1, (3, len(priors), 4)),
-                   conf=rng.normal(0, 2, (3, len(priors), num_classes)), priors=priors,
-                   truths=truths, name=kind)
+    return SsdCase(
+        loc=rng.normal(0, 1, (3, len(priors), 4)),
+        conf=rng.normal(0, 2, (3, len(priors), num_classes)),
+        priors=priors,
+        truths=truths,
+        name=kind,
+    )
 
 
 def assert_matches(got: dict, ref: dict, keys, dtype: str, where=None):
@@ -85,8 +100,11 @@ def yolo_keys(layers: int):
 
 def obj_only(ref: dict, layers: int) -> dict:
     """tx, ty, tw, th, iou_scores are compared where obj_mask is set (see adapter.py)."""
-    return {f"layer{k}.{n}": ref[f"layer{k}.obj_mask"] for k in range(layers)
-            for n in ("tx", "ty", "tw", "th", "iou_scores")}
+    return {
+        f"layer{k}.{n}": ref[f"layer{k}.obj_mask"]
+        for k in range(layers)
+        for n in ("tx", "ty", "tw", "th", "iou_scores")
+    }
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -119,11 +137,16 @@ def test_ssd_matches_reference(kind, dtype):
 def test_yolo_closed_form_gradient_equals_autograd(dtype):
     case = yolo_case("shared")
     x = torch.tensor(case.outputs[0], dtype=dtype)
-    x[0, 4] = 40.0   # conf saturates: sigma rounds to 1 in float32, the noobj log is clamped
+    x[0, 4] = 40.0  # conf saturates: sigma rounds to 1 in float32, the noobj log is clamped
     x[1, 4] = -40.0  # and the obj log of the other image
     x.requires_grad_(True)
-    out = tb.yolo_layer(x, torch.tensor(case.targets, dtype=dtype),
-                        torch.tensor(case.anchors[0], dtype=dtype), case.num_classes, case.img_dim)
+    out = tb.yolo_layer(
+        x,
+        torch.tensor(case.targets, dtype=dtype),
+        torch.tensor(case.anchors[0], dtype=dtype),
+        case.num_classes,
+        case.img_dim,
+    )
     (auto,) = torch.autograd.grad(out["loss_total"], x)
     closed = tb.yolo_grad(x, out["p"], out)
     assert torch.isfinite(auto).all()
@@ -135,8 +158,9 @@ def test_ssd_closed_form_gradient_equals_autograd():
     boxes, labels, valid = tb.pad_truths(case.truths)
     loc = torch.tensor(case.loc, requires_grad=True)
     conf = torch.tensor(case.conf, requires_grad=True)
-    out = tb.multibox_loss(loc, conf, torch.tensor(case.priors), torch.tensor(boxes),
-                           torch.tensor(labels), torch.tensor(valid))
+    out = tb.multibox_loss(
+        loc, conf, torch.tensor(case.priors), torch.tensor(boxes), torch.tensor(labels), torch.tensor(valid)
+    )
     auto = torch.autograd.grad(out["loss_l"] + out["loss_c"], (loc, conf))
     for closed, a in zip(tb.ssd_grad(loc, conf, out), auto):
         torch.testing.assert_close(closed, a, rtol=1e-12, atol=1e-15)
@@ -145,8 +169,14 @@ def test_ssd_closed_form_gradient_equals_autograd():
 def test_topk_mining_selects_the_same_negatives_without_ties():
     case = ssd_case("shared")
     boxes, labels, valid = tb.pad_truths(case.truths)
-    args = (torch.tensor(case.loc), torch.tensor(case.conf), torch.tensor(case.priors),
-            torch.tensor(boxes), torch.tensor(labels), torch.tensor(valid))
+    args = (
+        torch.tensor(case.loc),
+        torch.tensor(case.conf),
+        torch.tensor(case.priors),
+        torch.tensor(boxes),
+        torch.tensor(labels),
+        torch.tensor(valid),
+    )
     by_sort = tb.multibox_loss(*args)
     by_topk = tb.multibox_loss(*args, topk=True)
     assert torch.equal(by_sort["neg_mask"], by_topk["neg_mask"])
@@ -160,19 +190,23 @@ def test_tensor_settings_equal_python_settings():
     args = (x, torch.tensor(case.targets), torch.tensor(case.anchors[0]))
     settings = (0.3, 2.0, 0.5, -20.0)
     by_float = tb.yolo_layer(*args, case.num_classes, case.img_dim, *settings)
-    by_tensor = tb.yolo_layer(*args, None, torch.tensor(case.img_dim),
-                              *(torch.tensor(v) for v in settings))
+    by_tensor = tb.yolo_layer(*args, None, torch.tensor(case.img_dim), *(torch.tensor(v) for v in settings))
     for key, value in by_float.items():
         torch.testing.assert_close(by_tensor[key], value, rtol=0, atol=0, msg=key)
     grads = [torch.autograd.grad(o["loss_total"], x)[0] for o in (by_float, by_tensor)]
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
     ssd = ssd_case("shared")
     boxes, labels, valid = tb.pad_truths(ssd.truths)
-    sargs = (torch.tensor(ssd.loc), torch.tensor(ssd.conf), torch.tensor(ssd.priors),
-             torch.tensor(boxes), torch.tensor(labels), torch.tensor(valid))
+    sargs = (
+        torch.tensor(ssd.loc),
+        torch.tensor(ssd.conf),
+        torch.tensor(ssd.priors),
+        torch.tensor(boxes),
+        torch.tensor(labels),
+        torch.tensor(valid),
+    )
     by_float = tb.multibox_loss(*sargs, 0.375, 1, (0.125, 0.25), topk=True)
     v = torch.tensor([0.125, 0.25])
-    by_tensor = tb.multibox_loss(*sargs, torch.tensor(0.375), torch.tensor(1), (v[0], v[1]),
-                                 topk=True)
+    by_tensor = tb.multibox_loss(*sargs, torch.tensor(0.375), torch.tensor(1), (v[0], v[1]), topk=True)
     for key, value in by_float.items():
         torch.testing.assert_close(by_tensor[key], value, rtol=0, atol=0, msg=key)

@@ -4,6 +4,7 @@ Exporting a graph costs 15-30 s; graphs are cached on disk (LOSS_ONNX_CACHE) and
 memory, so these tests export at most four graphs (YOLO and SSD, float64 and float32): the
 settings and YOLO's C are graph inputs, not constants.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,13 @@ def test_graph_takes_only_raw_inputs_and_does_the_data_dependent_work(kind):
     assert {"ArgMax", "ScatterElements"} <= ops
     if kind == "ssd":
         assert "TopK" in ops
-    reductions = {a.s.decode() for n in model.graph.node if n.op_type == "ScatterElements"
-                  for a in n.attribute if a.name == "reduction"}
+    reductions = {
+        a.s.decode()
+        for n in model.graph.node
+        if n.op_type == "ScatterElements"
+        for a in n.attribute
+        if a.name == "reduction"
+    }
     assert "max" in reductions
     dims = [d.dim_param for i in model.graph.input for d in i.type.tensor_type.shape.dim]
     assert any(dims), "no dynamic axis"
@@ -72,8 +78,12 @@ def test_one_session_serves_every_shape():
     onx.adapter.ssd(ssd_case("shared"), "cpu", "float64")
     before = len(onx._SESSIONS)
     case = ssd_case("shared")
-    small = SsdCase(loc=case.loc[:1, :36], conf=case.conf[:1, :36, :3], priors=case.priors[:36],
-                    truths=(np.array([[0.1, 0.1, 0.4, 0.5, 1.0]]),))
+    small = SsdCase(
+        loc=case.loc[:1, :36],
+        conf=case.conf[:1, :36, :3],
+        priors=case.priors[:36],
+        truths=(np.array([[0.1, 0.1, 0.4, 0.5, 1.0]]),),
+    )
     got = onx.adapter.ssd(small, "cpu", "float64")
     assert len(onx._SESSIONS) == before
     ref = rs.evaluate(small)
@@ -86,17 +96,22 @@ def test_one_graph_serves_every_setting_and_class_count(dtype):
     before = len(onx._SESSIONS)
     for num_classes, settings in ((3, YoloSettings()), (5, YoloSettings(0.3, 2.5, 0.5, -20.0))):
         case = yolo_case("shared", num_classes)
-        case = YoloCase(outputs=case.outputs, anchors=case.anchors, targets=case.targets,
-                        num_classes=num_classes, img_dim=case.img_dim,
-                        settings=settings).astype(dtype)
+        case = YoloCase(
+            outputs=case.outputs,
+            anchors=case.anchors,
+            targets=case.targets,
+            num_classes=num_classes,
+            img_dim=case.img_dim,
+            settings=settings,
+        ).astype(dtype)
         ref = ry.evaluate(case, prob_dtype=dtype)
         got = onx.adapter.yolo(case, "cpu", dtype)
         assert_matches(got, ref, yolo_keys(2), dtype, obj_only(ref, 2))
-    for settings in (SsdSettings(), SsdSettings(0.375, 1, (0.125, 0.25)),
-                     SsdSettings(0.6, 0, (0.2, 0.1))):
+    for settings in (SsdSettings(), SsdSettings(0.375, 1, (0.125, 0.25)), SsdSettings(0.6, 0, (0.2, 0.1))):
         case = ssd_case("shared")
-        case = SsdCase(loc=case.loc, conf=case.conf, priors=case.priors, truths=case.truths,
-                       settings=settings).astype(dtype)
+        case = SsdCase(loc=case.loc, conf=case.conf, priors=case.priors, truths=case.truths, settings=settings).astype(
+            dtype
+        )
         ref = rs.evaluate(case)
         got = onx.adapter.ssd(case, "cpu", dtype)
         keys = SSD_TARGET_KEYS + SSD_LOSS_KEYS + SSD_GRAD_KEYS + ("decoded",)
@@ -112,8 +127,12 @@ def test_adapter_protocol_and_bad_input():
     assert onx.adapter.skip_reason("cuda") == expected
     assert onx.adapter.skip_reason("cpu") is None
     case = yolo_case("shared")
-    bad = YoloCase(outputs=case.outputs, anchors=case.anchors,
-                   targets=np.vstack([case.targets, [[0, 7, 0.5, 0.5, 0.1, 0.1]]]),
-                   num_classes=case.num_classes, img_dim=case.img_dim)
+    bad = YoloCase(
+        outputs=case.outputs,
+        anchors=case.anchors,
+        targets=np.vstack([case.targets, [[0, 7, 0.5, 0.5, 0.1, 0.1]]]),
+        num_classes=case.num_classes,
+        img_dim=case.img_dim,
+    )
     with pytest.raises(InvalidInputError, match=r"targets\[4\]"):
         onx.adapter.yolo(bad, "cpu", "float64")

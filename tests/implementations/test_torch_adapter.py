@@ -1,4 +1,5 @@
 """The torch adapter satisfies implementations/adapter.py: attributes, skip reasons, keys, dtypes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,17 +30,19 @@ def yolo_case(batch=2, num_classes=3):
     anchors = (np.array([[116.0, 90.0], [156.0, 198.0]]), np.array([[30.0, 61.0], [62.0, 45.0]]))
     outputs = tuple(rng.normal(size=(batch, 2 * (num_classes + 5), g, g)) for g in (4, 8))
     targets = np.array([[0, 1, 0.3, 0.4, 0.2, 0.3], [1, 2, 0.8, 0.1, 0.5, 0.4]])
-    return YoloCase(outputs=outputs, anchors=anchors, targets=targets,
-                    num_classes=num_classes, img_dim=128.0)
+    return YoloCase(outputs=outputs, anchors=anchors, targets=targets, num_classes=num_classes, img_dim=128.0)
 
 
 def ssd_case(batch=2, num_priors=6, num_classes=4):
     rng = np.random.default_rng(8)
-    priors = np.column_stack([rng.uniform(0.2, 0.8, (num_priors, 2)),
-                              rng.uniform(0.1, 0.5, (num_priors, 2))])
+    priors = np.column_stack([rng.uniform(0.2, 0.8, (num_priors, 2)), rng.uniform(0.1, 0.5, (num_priors, 2))])
     truths = (np.array([[0.1, 0.2, 0.5, 0.6, 2]]), np.zeros((0, 5)))
-    return SsdCase(loc=rng.normal(size=(batch, num_priors, 4)),
-                   conf=rng.normal(size=(batch, num_priors, num_classes)), priors=priors, truths=truths)
+    return SsdCase(
+        loc=rng.normal(size=(batch, num_priors, 4)),
+        conf=rng.normal(size=(batch, num_priors, num_classes)),
+        priors=priors,
+        truths=truths,
+    )
 
 
 def check_dtype(key: str, value: np.ndarray, dtype: str) -> None:
@@ -90,9 +93,18 @@ def test_ssd_returns_every_key_with_its_shape_and_dtype(dtype):
     case = ssd_case().astype(dtype)
     out = adapter.ssd(case, "cpu", dtype)
     b, p, c = case.conf.shape
-    shapes = {"matched": (b, p), "conf_t": (b, p), "loc_t": (b, p, 4), "pos_mask": (b, p),
-              "neg_mask": (b, p), "decoded": (b, p, 4), "loss_l": (), "loss_c": (),
-              "grad_loc": (b, p, 4), "grad_conf": (b, p, c)}
+    shapes = {
+        "matched": (b, p),
+        "conf_t": (b, p),
+        "loc_t": (b, p, 4),
+        "pos_mask": (b, p),
+        "neg_mask": (b, p),
+        "decoded": (b, p, 4),
+        "loss_l": (),
+        "loss_c": (),
+        "grad_loc": (b, p, 4),
+        "grad_conf": (b, p, c),
+    }
     for key in SSD_TARGET_KEYS + SSD_LOSS_KEYS + SSD_GRAD_KEYS + ("decoded",):
         assert out[key].shape == shapes[key], key
         check_dtype(key, out[key], dtype)

@@ -3,6 +3,7 @@
 Hand cases check single rules (S4, S9, S10, S12, S13); a few fixed random cases check every
 key against the NumPy reference. The property-based comparison is the conformance suite's job.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,11 +20,16 @@ from reference.priors import PriorConfig, prior_boxes  # noqa: E402
 
 TOL = {"float64": dict(rtol=1e-9, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 # Four priors of half the image, one per quadrant.
-QUADRANTS = np.array([[0.25, 0.25, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5],
-                      [0.25, 0.75, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5]])
-SMALL = PriorConfig(feature_maps=(5, 3, 1), steps=(60, 100, 300), image_size=300,
-                    min_sizes=(60, 150, 240), max_sizes=(150, 240, 315),
-                    aspect_ratios=((2,), (2, 3), (2,)), clip=True)
+QUADRANTS = np.array([[0.25, 0.25, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5]])
+SMALL = PriorConfig(
+    feature_maps=(5, 3, 1),
+    steps=(60, 100, 300),
+    image_size=300,
+    min_sizes=(60, 150, 240),
+    max_sizes=(150, 240, 315),
+    aspect_ratios=((2,), (2, 3), (2,)),
+    clip=True,
+)
 
 
 def quadrant_case(truths, num_classes=3, seed=0):
@@ -31,8 +37,12 @@ def quadrant_case(truths, num_classes=3, seed=0):
     rng = np.random.default_rng(seed)
     truths = tuple(np.asarray(t, dtype=np.float64).reshape(-1, 5) for t in truths)
     batch = len(truths)
-    return SsdCase(loc=rng.normal(size=(batch, 4, 4)), conf=rng.normal(size=(batch, 4, num_classes)),
-                   priors=QUADRANTS, truths=truths)
+    return SsdCase(
+        loc=rng.normal(size=(batch, 4, 4)),
+        conf=rng.normal(size=(batch, 4, num_classes)),
+        priors=QUADRANTS,
+        truths=truths,
+    )
 
 
 def random_case(seed, batch=3, num_classes=6):
@@ -44,9 +54,12 @@ def random_case(seed, batch=3, num_classes=6):
         xy = rng.uniform(0, 0.6, (n, 2))
         wh = rng.uniform(0.05, 0.4, (n, 2))
         truths.append(np.column_stack([xy, xy + wh, rng.integers(0, num_classes - 1, n)]))
-    return SsdCase(loc=rng.normal(size=(batch, len(priors), 4)),
-                   conf=rng.normal(size=(batch, len(priors), num_classes)) * 3,
-                   priors=priors, truths=tuple(truths))
+    return SsdCase(
+        loc=rng.normal(size=(batch, len(priors), 4)),
+        conf=rng.normal(size=(batch, len(priors), num_classes)) * 3,
+        priors=priors,
+        truths=tuple(truths),
+    )
 
 
 def assert_same(expected: dict, got: dict, dtype: str) -> None:
@@ -75,7 +88,7 @@ def test_single_truth_by_hand(dtype):
     assert out["neg_mask"].tolist() == [[False, True, True, True]]
     np.testing.assert_allclose(out["loc_t"][0, 0], 0.0, atol=1e-7)
     loc = case.loc[0, 0]
-    want_l = np.where(np.abs(loc) < 1, 0.5 * loc ** 2, np.abs(loc) - 0.5).sum()
+    want_l = np.where(np.abs(loc) < 1, 0.5 * loc**2, np.abs(loc) - 0.5).sum()
     np.testing.assert_allclose(out["loss_l"], want_l, rtol=1e-6)
     assert_same(reference_ssd.evaluate(case), out, dtype)
 
@@ -92,8 +105,9 @@ def test_overlap_exactly_at_threshold_is_positive():
     # S6: prior 4 covers the top half of the truth's prior: IoU exactly 0.5, not the truth's
     # best prior (prior 0, IoU 1), so only the threshold decides; 0.5 is positive.
     priors = np.vstack([QUADRANTS, [0.25, 0.125, 0.5, 0.25]])
-    case = SsdCase(loc=np.zeros((1, 5, 4)), conf=np.zeros((1, 5, 3)), priors=priors,
-                   truths=(np.array([[0.0, 0.0, 0.5, 0.5, 0]]),))
+    case = SsdCase(
+        loc=np.zeros((1, 5, 4)), conf=np.zeros((1, 5, 3)), priors=priors, truths=(np.array([[0.0, 0.0, 0.5, 0.5, 0]]),)
+    )
     out = adapter.ssd(case, "cpu", "float32")
     assert out["conf_t"].tolist() == [[1, 0, 0, 0, 1]]
 

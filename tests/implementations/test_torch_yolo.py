@@ -3,6 +3,7 @@
 Hand cases check single rules (Y3, Y5, Y8, Y9); a few fixed random cases check every key
 against the NumPy reference. The property-based comparison is the conformance suite's job.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,19 +28,30 @@ def one_layer_case(targets, grid=4, num_classes=3, batch=1, seed=0, scale=1.0, a
     if anchors is None:
         anchors = np.array([[32.0, 32.0], [64.0, 64.0]])
     x = np.random.default_rng(seed).normal(size=(batch, len(anchors) * (num_classes + 5), grid, grid))
-    return YoloCase(outputs=(x * scale,), anchors=(anchors,),
-                    targets=np.asarray(targets, dtype=np.float64).reshape(-1, 6),
-                    num_classes=num_classes, img_dim=img_dim)
+    return YoloCase(
+        outputs=(x * scale,),
+        anchors=(anchors,),
+        targets=np.asarray(targets, dtype=np.float64).reshape(-1, 6),
+        num_classes=num_classes,
+        img_dim=img_dim,
+    )
 
 
 def random_case(seed, batch=2, num_classes=5, num_targets=6):
     """Two YOLOv3 layers (13, 26) with random logits and targets."""
     rng = np.random.default_rng(seed)
     outputs = tuple(rng.normal(size=(batch, 3 * (num_classes + 5), g, g)) * 2 for g in (13, 26))
-    t = np.column_stack([rng.integers(0, batch, num_targets), rng.integers(0, num_classes, num_targets),
-                         rng.uniform(0, 1, (num_targets, 2)), rng.uniform(0.02, 0.9, (num_targets, 2))])
-    return YoloCase(outputs=outputs, anchors=(ANCHORS_13, ANCHORS_26), targets=t,
-                    num_classes=num_classes, img_dim=416.0)
+    t = np.column_stack(
+        [
+            rng.integers(0, batch, num_targets),
+            rng.integers(0, num_classes, num_targets),
+            rng.uniform(0, 1, (num_targets, 2)),
+            rng.uniform(0.02, 0.9, (num_targets, 2)),
+        ]
+    )
+    return YoloCase(
+        outputs=outputs, anchors=(ANCHORS_13, ANCHORS_26), targets=t, num_classes=num_classes, img_dim=416.0
+    )
 
 
 def assert_same(expected: dict, got: dict, dtype: str) -> None:
@@ -83,8 +95,7 @@ def test_shared_cell_last_row_wins_and_tcls_is_the_union():
     # Y5: 300 rows on one (b, anchor, gj, gi); the last row's offsets win, labels are the union.
     rng = np.random.default_rng(1)
     n = 300
-    rows = np.column_stack([np.zeros(n), rng.integers(0, 2, n), rng.uniform(0.26, 0.49, (n, 2)),
-                            np.full((n, 2), 0.25)])
+    rows = np.column_stack([np.zeros(n), rng.integers(0, 2, n), rng.uniform(0.26, 0.49, (n, 2)), np.full((n, 2), 0.25)])
     rows[-1, 1] = 2
     out = adapter.yolo(one_layer_case(rows), "cpu", "float64")
     assert out["layer0.obj_mask"].sum() == 1

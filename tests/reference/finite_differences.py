@@ -1,4 +1,5 @@
 """Central finite differences, the yardstick of the reference's analytic gradients."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """SSD300 prior boxes (S1): counts, order, the first priors of every map, clipping."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -8,8 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from reference.priors import COCO_300, VOC_300, PriorConfig, prior_boxes
 
 # (offset of the map's first prior, boxes per cell, f_k = 300 / step)
-MAPS = [(0, 4, 37.5), (5776, 6, 18.75), (7942, 6, 9.375), (8542, 6, 4.6875), (8692, 4, 3.0),
-        (8728, 4, 1.0)]
+MAPS = [(0, 4, 37.5), (5776, 6, 18.75), (7942, 6, 9.375), (8542, 6, 4.6875), (8692, 4, 3.0), (8728, 4, 1.0)]
 
 
 @pytest.mark.parametrize("config", [VOC_300, COCO_300], ids=["voc", "coco"])
@@ -36,7 +36,7 @@ def test_first_cell_of_each_map(config, k):
         r3 = np.sqrt(3)
         expected += [(s * r3, s / r3), (s / r3, s * r3)]
     expected = np.minimum(np.array(expected), 1.0)
-    cell = prior_boxes(config)[offset:offset + nb]
+    cell = prior_boxes(config)[offset : offset + nb]
     assert_allclose(cell[:, :2], 0.5 / f_k, rtol=0, atol=1e-15)
     assert_allclose(cell[:, 2:], expected, rtol=1e-15, atol=0)
 
@@ -44,10 +44,16 @@ def test_first_cell_of_each_map(config, k):
 def test_first_voc_priors_by_hand():
     p = prior_boxes(VOC_300)
     c = 1 / 75  # 0.5 / 37.5
-    assert_allclose(p[:4], [[c, c, 0.1, 0.1],
-                            [c, c, 0.1414213562373095, 0.1414213562373095],
-                            [c, c, 0.1414213562373095, 0.0707106781186548],
-                            [c, c, 0.0707106781186548, 0.1414213562373095]], atol=1e-15)
+    assert_allclose(
+        p[:4],
+        [
+            [c, c, 0.1, 0.1],
+            [c, c, 0.1414213562373095, 0.1414213562373095],
+            [c, c, 0.1414213562373095, 0.0707106781186548],
+            [c, c, 0.0707106781186548, 0.1414213562373095],
+        ],
+        atol=1e-15,
+    )
     assert_allclose(p[5776, :3], [1 / 37.5, 1 / 37.5, 0.2], atol=1e-15)  # 0.5 / 18.75
     assert_allclose(p[8728], [0.5, 0.5, 0.88, 0.88], atol=1e-15)
 
@@ -67,10 +73,16 @@ def test_clip_clamps_every_value_into_unit_interval():
 
 
 def test_custom_config():
-    config = PriorConfig(feature_maps=(2,), steps=(50,), image_size=100, min_sizes=(20,),
-                         max_sizes=(80,), aspect_ratios=((),), clip=False)
+    config = PriorConfig(
+        feature_maps=(2,),
+        steps=(50,),
+        image_size=100,
+        min_sizes=(20,),
+        max_sizes=(80,),
+        aspect_ratios=((),),
+        clip=False,
+    )
     p = prior_boxes(config)
     assert p.shape == (8, 4)
-    assert_allclose(p[:, :2], [[0.25, 0.25]] * 2 + [[0.75, 0.25]] * 2 + [[0.25, 0.75]] * 2
-                    + [[0.75, 0.75]] * 2)
+    assert_allclose(p[:, :2], [[0.25, 0.25]] * 2 + [[0.75, 0.25]] * 2 + [[0.25, 0.75]] * 2 + [[0.75, 0.75]] * 2)
     assert_allclose(p[:2, 2:], [[0.2, 0.2], [0.4, 0.4]])

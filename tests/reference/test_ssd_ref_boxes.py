@@ -1,4 +1,5 @@
 """SSD reference box helpers, by hand: point_form, center_size, iou, encode/decode."""
+
 import numpy as np
 from numpy.testing import assert_allclose
 
@@ -6,14 +7,16 @@ from reference import ssd
 
 
 def test_point_form_by_hand():
-    assert_allclose(ssd.point_form(np.array([[0.5, 0.5, 0.2, 0.4], [0.1, 0.9, 0.2, 0.2]])),
-                    [[0.4, 0.3, 0.6, 0.7], [0.0, 0.8, 0.2, 1.0]], atol=1e-16)
+    assert_allclose(
+        ssd.point_form(np.array([[0.5, 0.5, 0.2, 0.4], [0.1, 0.9, 0.2, 0.2]])),
+        [[0.4, 0.3, 0.6, 0.7], [0.0, 0.8, 0.2, 1.0]],
+        atol=1e-16,
+    )
 
 
 def test_center_size_by_hand_and_inverse():
     corners = np.array([[0.4, 0.3, 0.6, 0.7], [0.0, 0.0, 1.0, 0.5]])
-    assert_allclose(ssd.center_size(corners), [[0.5, 0.5, 0.2, 0.4], [0.5, 0.25, 1.0, 0.5]],
-                    atol=1e-16)
+    assert_allclose(ssd.center_size(corners), [[0.5, 0.5, 0.2, 0.4], [0.5, 0.25, 1.0, 0.5]], atol=1e-16)
     assert_allclose(ssd.point_form(ssd.center_size(corners)), corners, atol=1e-16)
 
 

@@ -1,4 +1,5 @@
 """SSD reference: analytic gradients of loss_l + loss_c against central finite differences."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -13,16 +14,18 @@ EPS = 1e-6
 
 def random_case(seed, batch=2, num_priors=12, num_classes=4, objects=2):
     rng = np.random.default_rng(seed)
-    priors = np.concatenate([rng.uniform(0.1, 0.9, (num_priors, 2)),
-                             rng.uniform(0.1, 0.6, (num_priors, 2))], 1)
+    priors = np.concatenate([rng.uniform(0.1, 0.9, (num_priors, 2)), rng.uniform(0.1, 0.6, (num_priors, 2))], 1)
     truths = []
     for _ in range(batch):
         lo = rng.uniform(0, 0.5, (objects, 2))
         hi = lo + rng.uniform(0.1, 0.5, (objects, 2))
         truths.append(np.concatenate([lo, hi, rng.integers(0, num_classes - 1, (objects, 1))], 1))
-    return SsdCase(loc=rng.normal(size=(batch, num_priors, 4)) * 2,
-                   conf=rng.normal(size=(batch, num_priors, num_classes)) * 2,
-                   priors=priors, truths=tuple(truths))
+    return SsdCase(
+        loc=rng.normal(size=(batch, num_priors, 4)) * 2,
+        conf=rng.normal(size=(batch, num_priors, num_classes)) * 2,
+        priors=priors,
+        truths=tuple(truths),
+    )
 
 
 def fixed_masks(case):

@@ -1,4 +1,5 @@
 """SSD reference: Hypothesis invariants of matching, mining, losses and batch order."""
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,10 +15,14 @@ GRID = 16  # coordinates on a 1/16 grid, so exact IoU ties and shared best prior
 @st.composite
 def boxes(draw, count):
     """(count, 4) corner boxes on the grid with xmin < xmax, ymin < ymax, inside [0, 1]."""
-    lo = np.array(draw(st.lists(st.tuples(st.integers(0, GRID - 1), st.integers(0, GRID - 1)),
-                                min_size=count, max_size=count)), dtype=np.float64).reshape(-1, 2)
-    span = np.array(draw(st.lists(st.tuples(st.integers(1, GRID), st.integers(1, GRID)),
-                                  min_size=count, max_size=count)), dtype=np.float64).reshape(-1, 2)
+    lo = np.array(
+        draw(st.lists(st.tuples(st.integers(0, GRID - 1), st.integers(0, GRID - 1)), min_size=count, max_size=count)),
+        dtype=np.float64,
+    ).reshape(-1, 2)
+    span = np.array(
+        draw(st.lists(st.tuples(st.integers(1, GRID), st.integers(1, GRID)), min_size=count, max_size=count)),
+        dtype=np.float64,
+    ).reshape(-1, 2)
     hi = np.minimum(lo + span, GRID)
     return np.concatenate([lo, hi], axis=1) / GRID
 
@@ -39,8 +44,13 @@ def ssd_cases(draw):
     loc = rng.normal(size=(batch, num_priors, 4))
     neg_pos = draw(st.integers(0, 4))
     threshold = draw(st.sampled_from([0.5, 0.25, 1.0, 0.3]))
-    return SsdCase(loc=loc, conf=conf, priors=priors, truths=tuple(truths),
-                   settings=SsdSettings(threshold=threshold, neg_pos=neg_pos))
+    return SsdCase(
+        loc=loc,
+        conf=conf,
+        priors=priors,
+        truths=tuple(truths),
+        settings=SsdSettings(threshold=threshold, neg_pos=neg_pos),
+    )
 
 
 @SETTINGS
@@ -50,7 +60,7 @@ def test_every_truth_keeps_its_forced_prior_unless_a_later_truth_took_it(case):
     for b, truth in enumerate(case.truths):
         m = ssd.match(truth, case.priors, case.settings.threshold)
         for j, p in enumerate(m.best_prior):
-            later = m.best_prior[j + 1:] == p
+            later = m.best_prior[j + 1 :] == p
             if later.any():
                 assert m.matched[p] == j + 1 + np.flatnonzero(later)[-1]
             else:
@@ -77,7 +87,7 @@ def test_number_of_mined_negatives(case):
         cut = np.sort(score[b])[::-1][num_neg - 1]
         assert mining.cut[b] == cut
         above = score[b] > cut
-        tied = np.flatnonzero(score[b] == cut)[:num_neg - above.sum()]  # lowest index first
+        tied = np.flatnonzero(score[b] == cut)[: num_neg - above.sum()]  # lowest index first
         mined = above.copy()
         mined[tied] = True
         assert mined.sum() == num_neg
@@ -104,8 +114,13 @@ def test_losses_and_gradients_finite_on_valid_input(case):
 def test_permuting_images_permutes_outputs(case, random):
     order = list(range(len(case.truths)))
     random.shuffle(order)
-    permuted = SsdCase(loc=case.loc[order], conf=case.conf[order], priors=case.priors,
-                       truths=tuple(case.truths[i] for i in order), settings=case.settings)
+    permuted = SsdCase(
+        loc=case.loc[order],
+        conf=case.conf[order],
+        priors=case.priors,
+        truths=tuple(case.truths[i] for i in order),
+        settings=case.settings,
+    )
     a, b = ssd.evaluate(case), ssd.evaluate(permuted)
     for key in ("matched", "conf_t", "pos_mask", "neg_mask"):
         assert_array_equal(a[key][order], b[key], err_msg=key)

@@ -1,4 +1,5 @@
 """SSD reference: one hand-computed test per spec rule S1..S14 (reference/spec/ssd.md)."""
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -10,8 +11,15 @@ from reference.priors import VOC_300, prior_boxes
 
 # Five centre-size priors: the four quadrants and the whole image.
 #   p0 [0, 0, .5, .5]  p1 [.5, 0, 1, .5]  p2 [0, .5, .5, 1]  p3 [.5, .5, 1, 1]  p4 [0, 0, 1, 1]
-QUADRANTS = np.array([[0.25, 0.25, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5],
-                      [0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+QUADRANTS = np.array(
+    [
+        [0.25, 0.25, 0.5, 0.5],
+        [0.75, 0.25, 0.5, 0.5],
+        [0.25, 0.75, 0.5, 0.5],
+        [0.75, 0.75, 0.5, 0.5],
+        [0.5, 0.5, 1.0, 1.0],
+    ]
+)
 # t0 is exactly p0 (IoU 1 with p0, 0.25 with p4); t1 is the top half (IoU 0.5 with p0, p1, p4).
 T0 = [0.0, 0.0, 0.5, 0.5, 2]
 T1 = [0.0, 0.0, 1.0, 0.5, 0]
@@ -20,10 +28,13 @@ T1 = [0.0, 0.0, 1.0, 0.5, 0]
 def case_of(truths, priors=QUADRANTS, num_classes=4, seed=0, **settings):
     rng = np.random.default_rng(seed)
     batch = len(truths)
-    return SsdCase(loc=rng.normal(size=(batch, len(priors), 4)),
-                   conf=rng.normal(size=(batch, len(priors), num_classes)), priors=priors,
-                   truths=tuple(np.array(t, dtype=np.float64).reshape(-1, 5) for t in truths),
-                   settings=SsdSettings(**settings))
+    return SsdCase(
+        loc=rng.normal(size=(batch, len(priors), 4)),
+        conf=rng.normal(size=(batch, len(priors), num_classes)),
+        priors=priors,
+        truths=tuple(np.array(t, dtype=np.float64).reshape(-1, 5) for t in truths),
+        settings=SsdSettings(**settings),
+    )
 
 
 def test_S1_priors_ssd300():
@@ -34,8 +45,15 @@ def test_S1_priors_ssd300():
 
 def test_S2_iou_corner_form_no_plus_one():
     a = np.array([[0.0, 0.0, 0.5, 0.5]])
-    b = np.array([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5],
-                  [0.6, 0.6, 0.9, 0.9], [0.0, 0.0, 1.0, 1.0]])
+    b = np.array(
+        [
+            [0.25, 0.25, 0.75, 0.75],
+            [0.0, 0.0, 0.5, 0.5],
+            [0.5, 0.0, 1.0, 0.5],
+            [0.6, 0.6, 0.9, 0.9],
+            [0.0, 0.0, 1.0, 1.0],
+        ]
+    )
     # 0.0625 / (0.25 + 0.25 - 0.0625) = 1/7; identical 1; touching edge 0; disjoint 0; inside 1/4
     assert_allclose(ssd.iou(a, b), [[1 / 7, 1.0, 0.0, 0.0, 0.25]], rtol=1e-15)
 
@@ -94,8 +112,9 @@ def test_S7_encode_by_hand():
     matched = np.array([[0.45, 0.35, 0.65, 0.75], [0.3, 0.3, 0.7, 0.7]])
     # centre (0.55, 0.55): 0.05 / (0.1 * 0.2) = 2.5, 0.05 / (0.1 * 0.4) = 1.25; same size: 0
     # centre (0.5, 0.5), size (0.4, 0.4): log(2) / 0.2, log(1) / 0.2
-    assert_allclose(ssd.encode(matched, prior, (0.1, 0.2)),
-                    [[2.5, 1.25, 0.0, 0.0], [0.0, 0.0, np.log(2) / 0.2, 0.0]], atol=1e-14)
+    assert_allclose(
+        ssd.encode(matched, prior, (0.1, 0.2)), [[2.5, 1.25, 0.0, 0.0], [0.0, 0.0, np.log(2) / 0.2, 0.0]], atol=1e-14
+    )
 
 
 def test_S8_decode_by_hand():
@@ -106,8 +125,7 @@ def test_S8_decode_by_hand():
 
 
 def test_S9_mining_score_per_row_stable():
-    conf = np.array([[[0.0, 0.0], [0.0, np.log(3)], [-1000.0, -1000.0], [1000.0, 0.0],
-                      [5.0, 7.0]]])
+    conf = np.array([[[0.0, 0.0], [0.0, np.log(3)], [-1000.0, -1000.0], [1000.0, 0.0], [5.0, 7.0]]])
     conf_t = np.array([[0, 0, 0, 1, 1]])
     score = ssd.mining_score(conf, conf_t)
     # log 2; log 4; a row 1000 below the batch max still gives log 2 (the seed: -inf); positives 0
@@ -159,8 +177,9 @@ def test_S11_loss_values_and_gradients_by_hand():
 def test_S11_normaliser_is_batch_positive_count():
     loc = np.array([[[1.0, 0, 0, 0]], [[0.0, 0, 0, 0]]])  # two images, one prior each
     conf = np.zeros((2, 1, 3))
-    out = ssd.multibox_loss(loc, conf, np.zeros((2, 1, 4)), np.array([[1], [2]]),
-                            np.array([[True], [True]]), np.zeros((2, 1), bool))
+    out = ssd.multibox_loss(
+        loc, conf, np.zeros((2, 1, 4)), np.array([[1], [2]]), np.array([[True], [True]]), np.zeros((2, 1), bool)
+    )
     assert_allclose(out["loss_l"], 0.5 / 2)
     assert_allclose(out["loss_c"], 2 * np.log(3) / 2)
 

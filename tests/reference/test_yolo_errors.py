@@ -1,4 +1,5 @@
 """YOLOv3 float64 reference: every kind of invalid input raises its typed error (Y13)."""
+
 import numpy as np
 import pytest
 
@@ -16,9 +17,14 @@ def make(targets=None, outputs=None, anchors=None, num_classes=C, img_dim=8.0, *
         targets = [GOOD_ROW, GOOD_ROW]
     if outputs is None:
         outputs = (np.zeros((2, 2 * (C + 5), 2, 2)),)
-    return YoloCase(outputs=outputs, anchors=(ANCHORS,) if anchors is None else anchors,
-                    targets=np.asarray(targets, dtype=np.float64), num_classes=num_classes,
-                    img_dim=img_dim, settings=YoloSettings(**settings))
+    return YoloCase(
+        outputs=outputs,
+        anchors=(ANCHORS,) if anchors is None else anchors,
+        targets=np.asarray(targets, dtype=np.float64),
+        num_classes=num_classes,
+        img_dim=img_dim,
+        settings=YoloSettings(**settings),
+    )
 
 
 def bad_row(col, value, row=1):
@@ -46,12 +52,16 @@ CASES = [
     (make(targets=np.zeros((2, 5))), ShapeError, "targets", None, (2, 5)),
     (make(outputs=(np.zeros((2, 15, 2, 2)),)), ShapeError, "outputs[0]", None, (2, 15, 2, 2)),
     (make(outputs=(np.zeros((2, 14, 2, 3)),)), ShapeError, "outputs[0]", None, (2, 14, 2, 3)),
-    (make(outputs=(np.zeros((2, 14, 2, 2)), np.zeros((3, 14, 4, 4))), anchors=(ANCHORS,) * 2),
-     ShapeError, "outputs[1]", None, (3, 14, 4, 4)),
+    (
+        make(outputs=(np.zeros((2, 14, 2, 2)), np.zeros((3, 14, 4, 4))), anchors=(ANCHORS,) * 2),
+        ShapeError,
+        "outputs[1]",
+        None,
+        (3, 14, 4, 4),
+    ),
     (make(outputs=(np.zeros((2, 14, 2, 2)),) * 2), ShapeError, "outputs", None, 2),
     (make(anchors=(np.array([[4.0, 4.0], [8.0, 0.0]]),)), SettingError, "anchors[0]", 1, 0.0),
-    (make(anchors=(np.array([[4.0, np.nan], [8.0, 2.0]]),)), SettingError, "anchors[0]", 0,
-     np.nan),
+    (make(anchors=(np.array([[4.0, np.nan], [8.0, 2.0]]),)), SettingError, "anchors[0]", 0, np.nan),
     (make(anchors=(np.ones((2, 3)),)), ShapeError, "anchors[0]", None, (2, 3)),
     (make(img_dim=0.0), SettingError, "img_dim", None, 0.0),
     (make(ignore_thres=1.5), SettingError, "settings.ignore_thres", None, 1.5),
@@ -61,8 +71,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, error, field, row, value", CASES,
-                         ids=[f"{c[1].__name__}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "case, error, field, row, value", CASES, ids=[f"{c[1].__name__}-{c[2]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_invalid_input_raises_typed_error(case, error, field, row, value):
     with pytest.raises(error) as info:
         yolo.evaluate(case)
@@ -101,6 +112,7 @@ def test_valid_edges_accepted():
 
 def test_assignment_override_out_of_range_is_typed_error():
     import dataclasses
+
     case = make()
     asg = yolo.assign(case.targets, ANCHORS, 2, case.img_dim, 0.5)
     with pytest.raises(InvalidInputError) as info:

@@ -1,4 +1,5 @@
 """YOLOv3 float64 reference: gradients against central differences, and Hypothesis invariants."""
+
 import dataclasses
 
 import numpy as np
@@ -18,9 +19,14 @@ def random_layer(rng, batch, anchors, classes, grid, n_targets, img=64.0, scale=
     """x (B, A*(C+5), G, G) ~ N(0, scale), anchors in pixels, valid targets (T, 6)."""
     x = rng.normal(0.0, scale, (batch, anchors * (classes + 5), grid, grid))
     anchor_px = rng.uniform(4.0, 40.0, (anchors, 2))
-    targets = np.column_stack([
-        rng.integers(0, batch, n_targets), rng.integers(0, classes, n_targets),
-        rng.uniform(0, 1, (n_targets, 2)), rng.uniform(0.05, 0.7, (n_targets, 2))])
+    targets = np.column_stack(
+        [
+            rng.integers(0, batch, n_targets),
+            rng.integers(0, classes, n_targets),
+            rng.uniform(0, 1, (n_targets, 2)),
+            rng.uniform(0.05, 0.7, (n_targets, 2)),
+        ]
+    )
     return x, anchor_px, targets.reshape(-1, 6), img
 
 
@@ -28,8 +34,7 @@ def random_layer(rng, batch, anchors, classes, grid, n_targets, img=64.0, scale=
 def test_gradient_matches_central_differences_for_every_term(seed):
     rng = np.random.default_rng(seed)
     # |logits| <= ~6: no log clamp is near; collisions allowed (the masks are fixed by targets)
-    x, anchors, targets, img = random_layer(rng, batch=2, anchors=2, classes=3, grid=3,
-                                            n_targets=5)
+    x, anchors, targets, img = random_layer(rng, batch=2, anchors=2, classes=3, grid=3, n_targets=5)
     asg = yolo.assign(targets, anchors, 3, img, S.ignore_thres)
     built = yolo.build_targets(x, targets, anchors, 3, img, asg)
     assert built["obj_mask"].any() and built["noobj_mask"].any()
@@ -38,8 +43,7 @@ def test_gradient_matches_central_differences_for_every_term(seed):
         numeric = central_difference(lambda z: float(yolo.loss_terms(z, built, S)[term]), x.copy())
         assert np.any(analytic[term] != 0), term
         assert_allclose(analytic[term], numeric, rtol=1e-6, atol=1e-8, err_msg=term)
-    total = central_difference(lambda z: float(yolo.loss_terms(z, built, S)["loss_total"]),
-                               x.copy())
+    total = central_difference(lambda z: float(yolo.loss_terms(z, built, S)["loss_total"]), x.copy())
     assert_allclose(yolo.gradient(x, built, S), total, rtol=1e-6, atol=1e-8)
 
 
@@ -49,20 +53,19 @@ def test_gradient_matches_central_differences_with_custom_scales():
     x, anchors, targets, img = random_layer(rng, 1, 3, 2, 2, 3)
     asg = yolo.assign(targets, anchors, 2, img, s.ignore_thres)
     built = yolo.build_targets(x, targets, anchors, 2, img, asg)
-    numeric = central_difference(lambda z: float(yolo.loss_terms(z, built, s)["loss_total"]),
-                                 x.copy())
+    numeric = central_difference(lambda z: float(yolo.loss_terms(z, built, s)["loss_total"]), x.copy())
     assert_allclose(yolo.gradient(x, built, s), numeric, rtol=1e-6, atol=1e-8)
 
 
 # ---------------------------------------------------------------- Hypothesis
 
-EDGE = [0.0, 1.0, 0.5, 0.25, 1 - 2 ** -30]
+EDGE = [0.0, 1.0, 0.5, 0.25, 1 - 2**-30]
 
 
 @st.composite
 def yolo_cases(draw, layers=1):
     """A valid YoloCase with small random shapes; coordinates include exact edges."""
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     batch, classes = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     grids = [draw(st.integers(1, 4)) for _ in range(layers)]
@@ -70,19 +73,27 @@ def yolo_cases(draw, layers=1):
     n_targets = draw(st.integers(0, 6))
     outputs, anchor_sets = [], []
     for g in grids:
-        x, anchors, _, _ = random_layer(rng, batch, num_anchors, classes, g, 0,
-                                        scale=draw(st.sampled_from([1.0, 5.0, 30.0])))
+        x, anchors, _, _ = random_layer(
+            rng, batch, num_anchors, classes, g, 0, scale=draw(st.sampled_from([1.0, 5.0, 30.0]))
+        )
         outputs.append(x)
         anchor_sets.append(anchors)
     _, _, targets, _ = random_layer(rng, batch, 1, classes, 1, n_targets)
-    edges = draw(st.lists(st.tuples(st.integers(0, max(n_targets - 1, 0)), st.integers(2, 3),
-                                    st.sampled_from(EDGE)), max_size=3))
+    edges = draw(
+        st.lists(st.tuples(st.integers(0, max(n_targets - 1, 0)), st.integers(2, 3), st.sampled_from(EDGE)), max_size=3)
+    )
     for row, col, value in edges:
         if n_targets:
             targets[row, col] = value
     ignore = draw(st.sampled_from([0.5, 0.0, 0.3, 1.0]))
-    return YoloCase(outputs=tuple(outputs), anchors=tuple(anchor_sets), targets=targets,
-                    num_classes=classes, img_dim=64.0, settings=YoloSettings(ignore_thres=ignore))
+    return YoloCase(
+        outputs=tuple(outputs),
+        anchors=tuple(anchor_sets),
+        targets=targets,
+        num_classes=classes,
+        img_dim=64.0,
+        settings=YoloSettings(ignore_thres=ignore),
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -108,9 +119,14 @@ def test_permuting_images_permutes_outputs(case, random):
     inverse = np.argsort(perm)
     targets = case.targets.copy()
     targets[:, 0] = inverse[targets[:, 0].astype(int)]
-    permuted = YoloCase(outputs=tuple(x[perm] for x in case.outputs), anchors=case.anchors,
-                        targets=targets, num_classes=case.num_classes, img_dim=case.img_dim,
-                        settings=case.settings)
+    permuted = YoloCase(
+        outputs=tuple(x[perm] for x in case.outputs),
+        anchors=case.anchors,
+        targets=targets,
+        num_classes=case.num_classes,
+        img_dim=case.img_dim,
+        settings=case.settings,
+    )
     ref, got = yolo.evaluate(case), yolo.evaluate(permuted)
     for key, value in ref.items():
         if value.ndim == 0:
@@ -126,9 +142,14 @@ def test_three_layer_total_is_sum_of_independent_layers(case):
     layer_totals = [res[f"layer{k}.loss_total"] for k in range(3)]
     assert_allclose(res["loss_total"], sum(layer_totals), rtol=1e-15)
     for k in range(3):
-        alone = YoloCase(outputs=(case.outputs[k],), anchors=(case.anchors[k],),
-                         targets=case.targets, num_classes=case.num_classes,
-                         img_dim=case.img_dim, settings=case.settings)
+        alone = YoloCase(
+            outputs=(case.outputs[k],),
+            anchors=(case.anchors[k],),
+            targets=case.targets,
+            num_classes=case.num_classes,
+            img_dim=case.img_dim,
+            settings=case.settings,
+        )
         single = yolo.evaluate(alone)
         assert_array_equal(single["layer0.grad"], res[f"layer{k}.grad"])
         assert_array_equal(single["loss_total"], layer_totals[k])

@@ -3,6 +3,7 @@
 The small layer used throughout: B=1, A=2, C=2, G=2, img_dim=8 (stride 4 pixels),
 anchors (4, 4) and (8, 2) pixels = (1, 1) and (2, 0.5) grid units.
 """
+
 import math
 
 import numpy as np
@@ -40,6 +41,7 @@ TARGET = [[0, 1, 0.3, 0.8, 0.75, 0.25]]
 
 
 # ---------------------------------------------------------------- hand-computed cases
+
 
 def test_hand_decode_zero_logits():
     x = zeros_x()
@@ -103,8 +105,8 @@ def test_hand_loss_terms():
     put(x, 0, 0, 4, 0, 0, -math.log(3.0))  # one noobj conf at 0.25
     _, _, t = layer(x, TARGET)
     ln2 = math.log(2.0)
-    assert_allclose(t["loss_x"], 0.1 ** 2)
-    assert_allclose(t["loss_y"], 0.1 ** 2)
+    assert_allclose(t["loss_x"], 0.1**2)
+    assert_allclose(t["loss_y"], 0.1**2)
     assert_allclose(t["loss_w"], math.log(0.75) ** 2)
     assert_allclose(t["loss_h"], 0.0, atol=1e-30)
     assert_allclose(t["loss_conf_obj"], -math.log(0.75))
@@ -120,6 +122,7 @@ def test_hand_loss_terms():
 
 # ---------------------------------------------------------------- one test per rule
 
+
 def test_Y1_decode_flattens_anchor_row_col_and_scales_by_stride():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, A * (C + 5), 3, 3))
@@ -128,8 +131,13 @@ def test_Y1_decode_flattens_anchor_row_col_and_scales_by_stride():
     b, a, r, c = 1, 1, 2, 0
     row = out[b, a * 9 + r * 3 + c]
     sig = 1 / (1 + np.exp(-xc[b, a, :, r, c]))
-    expect = [(sig[0] + c) * 4, (sig[1] + r) * 4, np.exp(xc[b, a, 2, r, c]) * 2 * 4,
-              np.exp(xc[b, a, 3, r, c]) * 0.5 * 4, *sig[4:]]
+    expect = [
+        (sig[0] + c) * 4,
+        (sig[1] + r) * 4,
+        np.exp(xc[b, a, 2, r, c]) * 2 * 4,
+        np.exp(xc[b, a, 3, r, c]) * 0.5 * 4,
+        *sig[4:],
+    ]
     assert_allclose(row, expect, rtol=1e-14)
 
 
@@ -207,8 +215,16 @@ def test_Y5_last_target_row_wins_and_tcls_is_union():
 def test_Y5_collisions_many_rows_vectorised():
     rng = np.random.default_rng(5)
     n = 200
-    targets = np.column_stack([np.zeros(n), rng.integers(0, C, n), rng.uniform(0, 1, n),
-                               rng.uniform(0, 1, n), np.full(n, 0.75), np.full(n, 0.25)])
+    targets = np.column_stack(
+        [
+            np.zeros(n),
+            rng.integers(0, C, n),
+            rng.uniform(0, 1, n),
+            rng.uniform(0, 1, n),
+            np.full(n, 0.75),
+            np.full(n, 0.25),
+        ]
+    )
     asg, built, _ = layer(zeros_x(), targets)
     for gj in range(G):
         for gi in range(G):
@@ -233,8 +249,7 @@ def test_Y7_bce_clamps_each_log_at_minus_100():
     _, _, t = layer(x, TARGET)
     assert t["loss_conf_obj"] == 100.0
     assert_allclose(t["loss_conf_noobj"], (100.0 + 6 * math.log(2)) / 7)
-    _, _, t2 = layer(x, TARGET, settings=YoloSettings(log_clamp=-50.0, obj_scale=2.0,
-                                                       noobj_scale=3.0))
+    _, _, t2 = layer(x, TARGET, settings=YoloSettings(log_clamp=-50.0, obj_scale=2.0, noobj_scale=3.0))
     assert t2["loss_conf_obj"] == 50.0
     assert_allclose(t2["loss_conf"], 2 * 50.0 + 3 * (50.0 + 6 * math.log(2)) / 7)
 
@@ -293,20 +308,35 @@ def test_Y12_iou_scores_plus_one_pixel_convention():
 
 
 def test_Y13_invalid_input_raises_typed_error():
-    case = YoloCase(outputs=(zeros_x(),), anchors=(ANCHORS,),
-                    targets=np.array([[0, 2, 0.5, 0.5, 0.5, 0.5]]), num_classes=C, img_dim=IMG)
+    case = YoloCase(
+        outputs=(zeros_x(),),
+        anchors=(ANCHORS,),
+        targets=np.array([[0, 2, 0.5, 0.5, 0.5, 0.5]]),
+        num_classes=C,
+        img_dim=IMG,
+    )
     with pytest.raises(LabelError, match=r"targets\[0\] = 2\.0"):
         yolo.evaluate(case)
-    bad_w = YoloCase(outputs=(zeros_x(),), anchors=(ANCHORS,),
-                     targets=np.array([[0, 1, 0.5, 0.5, 0.0, 0.5]]), num_classes=C, img_dim=IMG)
+    bad_w = YoloCase(
+        outputs=(zeros_x(),),
+        anchors=(ANCHORS,),
+        targets=np.array([[0, 1, 0.5, 0.5, 0.0, 0.5]]),
+        num_classes=C,
+        img_dim=IMG,
+    )
     with pytest.raises(CoordinateError, match=r"targets\[0\] = 0\.0"):
         yolo.evaluate(bad_w)
 
 
 def test_Y14_float64_throughout_and_rounded_case_uses_same_rules():
     rng = np.random.default_rng(14)
-    case = YoloCase(outputs=(rng.normal(size=(2, A * (C + 5), G, G)),), anchors=(ANCHORS,),
-                    targets=np.array(TARGET, float), num_classes=C, img_dim=IMG)
+    case = YoloCase(
+        outputs=(rng.normal(size=(2, A * (C + 5), G, G)),),
+        anchors=(ANCHORS,),
+        targets=np.array(TARGET, float),
+        num_classes=C,
+        img_dim=IMG,
+    )
     res = yolo.evaluate(case)
     for key, value in res.items():
         if not key.endswith("_mask") or key.endswith("class_mask"):

@@ -7,6 +7,7 @@ Why: the zoo fails ~90 property tests on purpose. After a first failure (found i
 ci shrinks for ~5 s (measured on three mutants, 7 failing tests: 39 s of test time
 under ci, 1.4 s without shrinking; before ci dropped the explain phase it was 342 s).
 """
+
 from hypothesis import Phase, settings
 
 from conformance import profiles  # noqa: F401  (registers ci)

@@ -10,6 +10,7 @@ repository's reports/):
 and ``read_junit`` assigns each JUnit testcase to its adapter by the test id, which holds
 ``<adapter name>-cpu-<dtype>``.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,15 +92,33 @@ def run_zoo(workdir: Path, names, profile: str, workers: int = 2, timeout_s: flo
     Hypothesis ``profile`` (ci, or zoo-noshrink of tests/zoo/profiles.py); see the module doc."""
     workdir = Path(workdir)
     junit = workdir / "zoo.xml"
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-p", "tests.zoo.profiles",
-           "--hypothesis-profile", profile, "-n", str(workers), "-p", "no:cacheprovider", "-q",
-           f"--junitxml={junit}", "--report-dir", str(workdir / "reports")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "conformance"),
+        "-p",
+        "tests.zoo.profiles",
+        "--hypothesis-profile",
+        profile,
+        "-n",
+        str(workers),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--junitxml={junit}",
+        "--report-dir",
+        str(workdir / "reports"),
+    ]
     for name in names:
         cmd += ["--impl", f"{ADAPTERS}:{name}"]
     # One thread per worker: xdist already uses the cores, and torch's intra-op threads on
     # tiny tensors cost more than they save (measured 30x on the zoo's target building).
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)

@@ -11,6 +11,7 @@ for the gradient. Like the seed, it keeps the match indices to itself unless ask
 
 ``SsdFlags`` switches single rules to another behaviour: the zoo's mutants and variants.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ def match(threshold, truths, priors, variances, labels, flags: SsdFlags):
     best_prior_overlap, best_prior_idx = _max(overlaps, 1, flags.ties)
     if flags.best_prior == "centre":
         centres = (truths[:, None, :2] + truths[:, None, 2:]) / 2 - priors[None, :, :2]
-        best_prior_idx = (centres ** 2).sum(-1).min(1).indices
+        best_prior_idx = (centres**2).sum(-1).min(1).indices
     best_truth_overlap, best_truth_idx = _max(overlaps, 0, flags.ties)
     if flags.forced != "none":
         best_truth_overlap.index_fill_(0, best_prior_idx, 2)
@@ -112,8 +113,7 @@ def match(threshold, truths, priors, variances, labels, flags: SsdFlags):
         for j in reversed(range(best_prior_idx.size(0))):
             best_truth_idx[best_prior_idx[j]] = j
     elif flags.forced == "scatter":
-        best_truth_idx.scatter_reduce_(0, best_prior_idx, torch.arange(len(best_prior_idx)), "amax",
-                                       include_self=False)
+        best_truth_idx.scatter_reduce_(0, best_prior_idx, torch.arange(len(best_prior_idx)), "amax", include_self=False)
     matches = truths[best_truth_idx]
     conf = labels[best_truth_idx] + 1
     if flags.threshold_op == "<=":
@@ -155,16 +155,18 @@ def multibox_loss(case, dtype: str, flags: SsdFlags = SsdFlags()) -> dict:
         target = torch.tensor(np.asarray(case.truths[idx]), dtype=dt).reshape(-1, 5)
         if len(target) == 0:  # S13: no positives, no match
             continue
-        loc, conf, best_truth_idx = match(case.settings.threshold, target[:, :-1], priors, variances,
-                                          target[:, -1].long(), flags)
+        loc, conf, best_truth_idx = match(
+            case.settings.threshold, target[:, :-1], priors, variances, target[:, -1].long(), flags
+        )
         loc_t[idx], conf_t[idx], matched[idx] = loc, conf, best_truth_idx
     pos = conf_t > 0
     num_pos = pos.long().sum(1, keepdim=True)
 
     # Localization loss (smooth L1) over the positives.
     pos_idx = pos.unsqueeze(pos.dim()).expand_as(loc_data)
-    loss_l = F.smooth_l1_loss(loc_data[pos_idx].view(-1, 4), loc_t[pos_idx].view(-1, 4), reduction="sum",
-                              beta=flags.beta)
+    loss_l = F.smooth_l1_loss(
+        loc_data[pos_idx].view(-1, 4), loc_t[pos_idx].view(-1, 4), reduction="sum", beta=flags.beta
+    )
 
     # Hard negative mining on the cross-entropy of each prior.
     batch_conf = conf_data.detach().view(-1, num_classes)
@@ -186,7 +188,7 @@ def multibox_loss(case, dtype: str, flags: SsdFlags = SsdFlags()) -> dict:
     neg = _hard_negatives(score, num_neg, flags.mining)
 
     # Confidence loss over positives and hard negatives.
-    selected = (pos | neg)
+    selected = pos | neg
     loss_c = F.cross_entropy(conf_data[selected].view(-1, num_classes), conf_t[selected], reduction="sum")
 
     n = num_pos.sum()
@@ -197,11 +199,17 @@ def multibox_loss(case, dtype: str, flags: SsdFlags = SsdFlags()) -> dict:
     loss_l = loss_l / n
     loss_c = loss_c / n
     (loss_l + loss_c).backward()
-    out = {"conf_t": conf_t, "loc_t": loc_t, "pos_mask": pos,
-           "neg_mask": neg & ~pos if flags.neg_mask_excludes_pos else neg,
-           "decoded": decode(loc_data.detach(), priors, variances, flags.decode_xmax),
-           "loss_l": loss_l.detach(), "loss_c": loss_c.detach(),
-           "grad_loc": loc_data.grad, "grad_conf": conf_in.grad}
+    out = {
+        "conf_t": conf_t,
+        "loc_t": loc_t,
+        "pos_mask": pos,
+        "neg_mask": neg & ~pos if flags.neg_mask_excludes_pos else neg,
+        "decoded": decode(loc_data.detach(), priors, variances, flags.decode_xmax),
+        "loss_l": loss_l.detach(),
+        "loss_c": loss_c.detach(),
+        "grad_loc": loc_data.grad,
+        "grad_conf": conf_in.grad,
+    }
     if flags.return_matched:
         out["matched"] = matched
     return {k: v.numpy() for k, v in out.items()}

@@ -9,6 +9,7 @@ the seed's: nn.MSELoss and nn.BCELoss with mean reduction, autograd for the grad
 ``YoloFlags`` switches single rules to another behaviour: the zoo's deliberately wrong
 implementations (mutants) and legitimate variants are this port with one flag changed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ def _mse(flags: YoloFlags):
         d = pred - target
         v = factor * d.detach() * d + (1 - factor) * d.detach() ** 2
         return v.sum() if flags.reduction == "sum" else v.mean()
+
     return mse
 
 
@@ -166,6 +168,7 @@ def _bce(clamp: float, flags: YoloFlags):
         log_q = torch.where(neg, torch.log1p(-torch.where(neg, p, 0)), clamp).clamp(min=clamp)
         v = -(t * log_p + (1 - t) * log_q)
         return v.sum() if flags.reduction == "sum" else v.mean()
+
     return bce
 
 
@@ -187,11 +190,18 @@ def yolo_layer(x, anchors_px, targets, num_classes: int, img_dim: float, setting
     stride = img_dim / G
     grid = torch.arange(G, dtype=x.dtype)
     scaled = anchors_px / stride
-    pred_boxes = torch.stack([sx.detach() + grid.view(1, 1, 1, G), sy.detach() + grid.view(1, 1, G, 1),
-                              torch.exp(w.detach()) * scaled[:, 0].view(1, A, 1, 1),
-                              torch.exp(h.detach()) * scaled[:, 1].view(1, A, 1, 1)], -1)
-    output = torch.cat((pred_boxes.view(B, -1, 4) * stride, pred_conf.detach().view(B, -1, 1),
-                        pred_cls.detach().view(B, -1, C)), -1)
+    pred_boxes = torch.stack(
+        [
+            sx.detach() + grid.view(1, 1, 1, G),
+            sy.detach() + grid.view(1, 1, G, 1),
+            torch.exp(w.detach()) * scaled[:, 0].view(1, A, 1, 1),
+            torch.exp(h.detach()) * scaled[:, 1].view(1, A, 1, 1),
+        ],
+        -1,
+    )
+    output = torch.cat(
+        (pred_boxes.view(B, -1, 4) * stride, pred_conf.detach().view(B, -1, 1), pred_cls.detach().view(B, -1, C)), -1
+    )
     t = build_targets(pred_boxes, pred_cls.detach(), targets, scaled, anchors_px, settings.ignore_thres, flags)
     obj, noobj = t["obj_mask"], t["noobj_mask"]
     mse = _mse(flags)
@@ -213,8 +223,14 @@ def yolo_layer(x, anchors_px, targets, num_classes: int, img_dim: float, setting
     }
     noobj_scale = settings.noobj_scale if flags.noobj_scale is None else flags.noobj_scale
     losses["loss_conf"] = settings.obj_scale * losses["loss_conf_obj"] + noobj_scale * losses["loss_conf_noobj"]
-    losses["loss_total"] = (losses["loss_x"] + losses["loss_y"] + losses["loss_w"] + losses["loss_h"]
-                            + losses["loss_conf"] + losses["loss_cls"])
+    losses["loss_total"] = (
+        losses["loss_x"]
+        + losses["loss_y"]
+        + losses["loss_w"]
+        + losses["loss_h"]
+        + losses["loss_conf"]
+        + losses["loss_cls"]
+    )
     return dict(t, output=output, **losses)
 
 
@@ -225,8 +241,15 @@ def yolo_loss(case, dtype: str, flags: YoloFlags = YoloFlags()) -> dict:
     targets = torch.tensor(np.asarray(case.targets), dtype=dt).reshape(-1, 6)
     result, total = {}, 0
     for k, (x, anchors) in enumerate(zip(xs, case.anchors)):
-        layer = yolo_layer(x, torch.tensor(np.asarray(anchors), dtype=dt), targets, case.num_classes,
-                           case.img_dim, case.settings, flags)
+        layer = yolo_layer(
+            x,
+            torch.tensor(np.asarray(anchors), dtype=dt),
+            targets,
+            case.num_classes,
+            case.img_dim,
+            case.settings,
+            flags,
+        )
         total = total + layer["loss_total"]
         result.update({f"layer{k}.{key}": v for key, v in layer.items()})
     total.backward()

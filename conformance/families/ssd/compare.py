@@ -20,6 +20,7 @@
 5. Losses and gradients are compared with the reference re-evaluated on the
    implementation's admissible matches, positives and negatives.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ from conformance import tolerances as tol
 from conformance.checks import Check, continuous, discrete
 from reference import ssd as rs
 from reference.cases import SsdCase
-from reference.precision import Precision, precision
+from reference.precision import precision
 
 MAX_SWEEPS = 3
 MAX_CANDIDATES = 8
@@ -115,8 +116,7 @@ def _explain_score(m, ok, impl_pos, threshold, eps, prec) -> int:
     admissible under ``m``."""
     wrong = int((~_resolve(m, ok, eps)[1]).sum()) if len(m.best_prior) else 0
     if impl_pos is not None:
-        wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(
-            m.threshold_margin, eps["iou"], prec)
+        wrong_pos = (impl_pos != (m.overlap >= threshold)) & ~tol.threshold_tie(m.threshold_margin, eps["iou"], prec)
         wrong += int(wrong_pos.sum())
     return wrong
 
@@ -238,8 +238,22 @@ def compare(case: SsdCase, out: dict, prec, parts=("targets", "losses", "gradien
     neg = mining.neg_mask if impl_neg is None else np.where(adm_neg, impl_neg, mining.neg_mask)
     checks: list[Check] = []
     if "targets" in parts:
-        checks += _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg,
-                                 forced_ties, score_eps, case, prec)
+        checks += _target_checks(
+            impl,
+            ref,
+            matched,
+            pos,
+            conf_t,
+            loc_t,
+            mining,
+            adm_match,
+            adm_pos,
+            adm_neg,
+            forced_ties,
+            score_eps,
+            case,
+            prec,
+        )
     if "losses" in parts or "gradients" in parts:
         loss = rs.multibox_loss(case.loc, case.conf, loc_t, conf_t, pos, neg)
         n_pos = max(int(pos.sum()), 1)
@@ -255,29 +269,47 @@ def compare(case: SsdCase, out: dict, prec, parts=("targets", "losses", "gradien
                     checks.append(continuous(key, impl[key], loss[key], tol.SAFETY * bound, prec, ties=ties))
         if "gradients" in parts:
             gl = tol.allowed(loss["grad_loc"], u, rtol=4 * u) + tol.SAFETY * np.where(
-                pos[..., None], loc_err / n_pos, 0)
-            gc = tol.allowed(loss["grad_conf"], u, rtol=4 * u) + tol.SAFETY * np.where(
-                sel, ce_err / n_pos, 0)[..., None]
+                pos[..., None], loc_err / n_pos, 0
+            )
+            gc = (
+                tol.allowed(loss["grad_conf"], u, rtol=4 * u) + tol.SAFETY * np.where(sel, ce_err / n_pos, 0)[..., None]
+            )
             for key, bound in (("grad_loc", gl), ("grad_conf", gc)):
                 if key in impl:
                     checks.append(continuous(key, impl[key], loss[key], bound, prec, ties=ties))
     return checks
 
 
-def _target_checks(impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg, forced_ties,
-                   score_eps, case, prec):
+def _target_checks(
+    impl, ref, matched, pos, conf_t, loc_t, mining, adm_match, adm_pos, adm_neg, forced_ties, score_eps, case, prec
+):
     u = prec.u
     checks = []
     if "matched" in impl:
-        checks.append(discrete("matched", impl["matched"], ref["matched"], admissible=adm_match,
-                               ties=forced_ties + int((adm_match & (impl["matched"] != ref["matched"])).sum())))
+        checks.append(
+            discrete(
+                "matched",
+                impl["matched"],
+                ref["matched"],
+                admissible=adm_match,
+                ties=forced_ties + int((adm_match & (impl["matched"] != ref["matched"])).sum()),
+            )
+        )
     if "pos_mask" in impl:
         checks.append(discrete("pos_mask", impl["pos_mask"].astype(bool), ref["pos_mask"], admissible=adm_pos))
     if "conf_t" in impl:
         checks.append(discrete("conf_t", impl["conf_t"], conf_t))
     if "loc_t" in impl:
-        checks.append(continuous("loc_t", impl["loc_t"], loc_t, tol.SAFETY * loc_t_bound(loc_t, case, pos, u),
-                                 prec, where=np.broadcast_to(pos[..., None], loc_t.shape)))
+        checks.append(
+            continuous(
+                "loc_t",
+                impl["loc_t"],
+                loc_t,
+                tol.SAFETY * loc_t_bound(loc_t, case, pos, u),
+                prec,
+                where=np.broadcast_to(pos[..., None], loc_t.shape),
+            )
+        )
     if "neg_mask" in impl:
         checks.append(discrete("neg_mask", impl["neg_mask"].astype(bool), mining.neg_mask, admissible=adm_neg))
         # The mined set holds num_neg priors, positives (score 0) included; positives inside

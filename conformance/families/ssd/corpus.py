@@ -2,6 +2,7 @@
 realistic (SSD300). Every function returns an ``SsdCase`` with a unique ``name``; values
 are binary fractions or come from reference.priors (see conformance/corpus.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,18 +13,24 @@ from reference.cases import SsdCase, SsdSettings
 from reference.priors import VOC_300, prior_boxes
 
 
-def _ssd(name: str, truths, *, priors=None, num_classes=3, seed=0, bound=4.0,
-         settings=SsdSettings()) -> SsdCase:
+def _ssd(name: str, truths, *, priors=None, num_classes=3, seed=0, bound=4.0, settings=SsdSettings()) -> SsdCase:
     """An SSD case with one image per entry of ``truths`` (each a list of 5-rows, maybe empty)."""
     rng = np.random.default_rng(seed)
     p = grid_priors() if priors is None else np.asarray(priors, dtype=np.float64)
     b = len(truths)
     tr = tuple(np.asarray(t, dtype=np.float64).reshape(-1, 5) for t in truths)
-    return SsdCase(loc=logits(rng, (b, len(p), 4), 1.0), conf=logits(rng, (b, len(p), num_classes), bound),
-                   priors=p, truths=tr, settings=settings, name=name)
+    return SsdCase(
+        loc=logits(rng, (b, len(p), 4), 1.0),
+        conf=logits(rng, (b, len(p), num_classes), bound),
+        priors=p,
+        truths=tr,
+        settings=settings,
+        name=name,
+    )
 
 
 # ---------------------------------------------------------------- curated SSD (S1..S14)
+
 
 def s2_truth_equals_prior() -> SsdCase:
     """Truth = the 0.25 prior of cell (2, 2); neighbours touch it (IoU 0: no +1 pixel)."""
@@ -43,13 +50,22 @@ def s4_later_truth_wins() -> SsdCase:
 def s5_truth_overlaps_nothing() -> SsdCase:
     """Priors cover only [0, 0.5]^2; the second truth overlaps none: forced onto prior 0."""
     p = grid_priors(2, (0.25,)) * np.array([0.5, 0.5, 1.0, 1.0])
-    return _ssd("S5_truth_overlaps_nothing", [[[0.0, 0.25, 0.25, 0.5, 1], [0.75, 0.75, 1.0, 1.0, 0]]],
-                priors=p, seed=34)
+    return _ssd(
+        "S5_truth_overlaps_nothing", [[[0.0, 0.25, 0.25, 0.5, 1], [0.75, 0.75, 1.0, 1.0, 0]]], priors=p, seed=34
+    )
 
 
 def _half_priors() -> np.ndarray:
-    return np.array([[0.25, 0.25, 0.5, 0.5], [0.25, 0.125, 0.5, 0.25], [0.25, 0.12109375, 0.5, 0.2421875],
-                     [0.75, 0.75, 0.25, 0.25], [0.75, 0.25, 0.25, 0.25], [0.25, 0.75, 0.5, 0.5]])
+    return np.array(
+        [
+            [0.25, 0.25, 0.5, 0.5],
+            [0.25, 0.125, 0.5, 0.25],
+            [0.25, 0.12109375, 0.5, 0.2421875],
+            [0.75, 0.75, 0.25, 0.25],
+            [0.75, 0.25, 0.25, 0.25],
+            [0.25, 0.75, 0.5, 0.5],
+        ]
+    )
 
 
 def s6_iou_exactly_half() -> SsdCase:
@@ -59,15 +75,15 @@ def s6_iou_exactly_half() -> SsdCase:
 
 def s7_custom_variances() -> SsdCase:
     s = SsdSettings(threshold=0.375, neg_pos=2, variances=(0.125, 0.25))
-    return _ssd("S7_custom_variances", [[[0.125, 0.25, 0.5, 0.625, 1], [0.5, 0.0, 1.0, 0.5, 0]]],
-                settings=s, seed=36)
+    return _ssd("S7_custom_variances", [[[0.125, 0.25, 0.5, 0.625, 1], [0.5, 0.0, 1.0, 0.5, 0]]], settings=s, seed=36)
 
 
 def s8_decode_large_offsets() -> SsdCase:
     case = _ssd("S8_decode_large_offsets", [[[0.25, 0.25, 0.75, 0.75, 0]]], seed=37)
     rng = np.random.default_rng(37)
-    return SsdCase(loc=logits(rng, case.loc.shape, 8.0), conf=case.conf, priors=case.priors,
-                   truths=case.truths, name=case.name)
+    return SsdCase(
+        loc=logits(rng, case.loc.shape, 8.0), conf=case.conf, priors=case.priors, truths=case.truths, name=case.name
+    )
 
 
 def s9_mining_scores_far_apart() -> SsdCase:
@@ -93,8 +109,7 @@ def s9_rows_far_below_max() -> SsdCase:
 def s10_tied_negative_scores() -> SsdCase:
     """All logits 0: every negative scores log(C); the cut falls inside a tie."""
     case = _ssd("S10_tied_negative_scores", [[[0.5, 0.5, 0.75, 0.75, 1]]], seed=39)
-    return SsdCase(loc=case.loc, conf=np.zeros_like(case.conf), priors=case.priors,
-                   truths=case.truths, name=case.name)
+    return SsdCase(loc=case.loc, conf=np.zeros_like(case.conf), priors=case.priors, truths=case.truths, name=case.name)
 
 
 def s10_neg_pos_zero() -> SsdCase:
@@ -108,8 +123,11 @@ def s10_negatives_capped() -> SsdCase:
 
 
 def s11_two_images() -> SsdCase:
-    return _ssd("S11_two_images", [[[0.125, 0.125, 0.375, 0.5, 0], [0.5, 0.25, 1.0, 0.75, 1]],
-                                   [[0.25, 0.5, 0.75, 0.875, 1]]], seed=42)
+    return _ssd(
+        "S11_two_images",
+        [[[0.125, 0.125, 0.375, 0.5, 0], [0.5, 0.25, 1.0, 0.75, 1]], [[0.25, 0.5, 0.75, 0.875, 1]]],
+        seed=42,
+    )
 
 
 def s12_no_positives() -> SsdCase:
@@ -123,18 +141,36 @@ def s13_image_without_truths() -> SsdCase:
 
 def s14_boundary_values() -> SsdCase:
     """Whole-image truth with the last label, threshold 1.0 (only forced priors positive)."""
-    return _ssd("S14_boundary_values", [[[0.0, 0.0, 1.0, 1.0, 1], [0.75, 0.0, 1.0, 0.25, 0]]],
-                settings=SsdSettings(threshold=1.0), seed=45)
+    return _ssd(
+        "S14_boundary_values",
+        [[[0.0, 0.0, 1.0, 1.0, 1], [0.75, 0.0, 1.0, 0.25, 0]]],
+        settings=SsdSettings(threshold=1.0),
+        seed=45,
+    )
 
 
-SSD_CURATED = (s2_truth_equals_prior, s3_best_prior_tie, s4_later_truth_wins, s5_truth_overlaps_nothing,
-               s6_iou_exactly_half, s7_custom_variances, s8_decode_large_offsets,
-               s9_mining_scores_far_apart, s9_rows_far_below_max, s10_tied_negative_scores, s10_neg_pos_zero,
-               s10_negatives_capped, s11_two_images, s12_no_positives, s13_image_without_truths,
-               s14_boundary_values)
+SSD_CURATED = (
+    s2_truth_equals_prior,
+    s3_best_prior_tie,
+    s4_later_truth_wins,
+    s5_truth_overlaps_nothing,
+    s6_iou_exactly_half,
+    s7_custom_variances,
+    s8_decode_large_offsets,
+    s9_mining_scores_far_apart,
+    s9_rows_far_below_max,
+    s10_tied_negative_scores,
+    s10_neg_pos_zero,
+    s10_negatives_capped,
+    s11_two_images,
+    s12_no_positives,
+    s13_image_without_truths,
+    s14_boundary_values,
+)
 
 
 # ---------------------------------------------------------------- generated, realistic
+
 
 def _random_truths(rng: np.random.Generator, n: int, num_classes: int) -> np.ndarray:
     """(n, 5) valid truths with corners on k/32 and labels in [0, C-2]."""
@@ -150,8 +186,13 @@ def generated_ssd(i: int) -> SsdCase:
     b, c, p = int(rng.integers(1, 3)), int(rng.integers(2, 5)), int(rng.integers(6, 25))
     priors = np.column_stack([rng.integers(1, 32, (p, 2)) / 32, rng.integers(1, 33, (p, 2)) / 32])
     truths = tuple(_random_truths(rng, int(rng.integers(0, 4)), c).reshape(-1, 5) for _ in range(b))
-    return SsdCase(loc=logits(rng, (b, p, 4), 1.0), conf=logits(rng, (b, p, c)), priors=priors,
-                   truths=truths, name=f"ssd_gen_{i:02d}")
+    return SsdCase(
+        loc=logits(rng, (b, p, 4), 1.0),
+        conf=logits(rng, (b, p, c)),
+        priors=priors,
+        truths=truths,
+        name=f"ssd_gen_{i:02d}",
+    )
 
 
 def ssd300(batch: int, num_classes: int = 3, seed: int = 300) -> SsdCase:
@@ -159,8 +200,13 @@ def ssd300(batch: int, num_classes: int = 3, seed: int = 300) -> SsdCase:
     rng = np.random.default_rng(seed + batch)
     priors = prior_boxes(VOC_300)
     truths = tuple(_random_truths(rng, int(rng.integers(1, 5)), num_classes) for _ in range(batch))
-    return SsdCase(loc=logits(rng, (batch, len(priors), 4), 1.0), conf=logits(rng, (batch, len(priors), num_classes)),
-                   priors=priors, truths=truths, name=f"ssd300_b{batch}")
+    return SsdCase(
+        loc=logits(rng, (batch, len(priors), 4), 1.0),
+        conf=logits(rng, (batch, len(priors), num_classes)),
+        priors=priors,
+        truths=truths,
+        name=f"ssd300_b{batch}",
+    )
 
 
 def cases() -> list:

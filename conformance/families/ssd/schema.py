@@ -1,4 +1,5 @@
 """SSD keys and shapes (the adapter protocol) and the fixture format of its inputs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,21 +28,26 @@ def to_arrays(case: SsdCase) -> dict:
     with truths_count per image, settings.*."""
     s = case.settings
     truths = [np.asarray(t, dtype=np.float64).reshape(-1, 5) for t in case.truths]
-    return {"input.loc": case.loc, "input.conf": case.conf, "input.priors": case.priors,
-            "input.truths": np.concatenate(truths, axis=0) if truths else np.zeros((0, 5)),
-            "input.truths_count": np.asarray([len(t) for t in truths], dtype=np.int64),
-            "input.settings.threshold": scalar(s.threshold, np.float64),
-            "input.settings.neg_pos": scalar(s.neg_pos, np.int64),
-            "input.settings.variances": np.asarray(s.variances, dtype=np.float64).reshape(2)}
+    return {
+        "input.loc": case.loc,
+        "input.conf": case.conf,
+        "input.priors": case.priors,
+        "input.truths": np.concatenate(truths, axis=0) if truths else np.zeros((0, 5)),
+        "input.truths_count": np.asarray([len(t) for t in truths], dtype=np.int64),
+        "input.settings.threshold": scalar(s.threshold, np.float64),
+        "input.settings.neg_pos": scalar(s.neg_pos, np.int64),
+        "input.settings.variances": np.asarray(s.variances, dtype=np.float64).reshape(2),
+    }
 
 
 def input_problem(arrays) -> str | None:
     """Why ``arrays`` are not an SSD case's inputs (also: truths_count that does not add up), or None."""
     problem = missing_or_malformed(
-        arrays, ("input.loc", "input.conf", "input.priors", "input.truths", "input.truths_count",
-                 "input.settings.variances"),
+        arrays,
+        ("input.loc", "input.conf", "input.priors", "input.truths", "input.truths_count", "input.settings.variances"),
         scalars=("input.settings.threshold", "input.settings.neg_pos"),
-        integers=("input.settings.neg_pos", "input.truths_count"))
+        integers=("input.settings.neg_pos", "input.truths_count"),
+    )
     if problem:
         return problem
     counts, truths = np.asarray(arrays["input.truths_count"]), np.asarray(arrays["input.truths"])
@@ -57,8 +63,16 @@ def from_arrays(arrays, name: str = "") -> SsdCase:
     f64 = lambda k: np.asarray(arrays[k], dtype=np.float64)  # noqa: E731
     counts = np.asarray(arrays["input.truths_count"], dtype=np.int64)
     truths = tuple(np.split(f64("input.truths"), np.cumsum(counts)[:-1], axis=0))
-    settings = SsdSettings(threshold=float(arrays["input.settings.threshold"]),
-                           neg_pos=int(arrays["input.settings.neg_pos"]),
-                           variances=tuple(float(v) for v in arrays["input.settings.variances"]))
-    return SsdCase(loc=f64("input.loc"), conf=f64("input.conf"), priors=f64("input.priors"),
-                   truths=truths, settings=settings, name=name)
+    settings = SsdSettings(
+        threshold=float(arrays["input.settings.threshold"]),
+        neg_pos=int(arrays["input.settings.neg_pos"]),
+        variances=tuple(float(v) for v in arrays["input.settings.variances"]),
+    )
+    return SsdCase(
+        loc=f64("input.loc"),
+        conf=f64("input.conf"),
+        priors=f64("input.priors"),
+        truths=truths,
+        settings=settings,
+        name=name,
+    )

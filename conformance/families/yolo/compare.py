@@ -13,6 +13,7 @@ For each layer:
 3. Losses and gradients are compared with the reference re-evaluated on the
    implementation's own admissible choices (its placements and its noobj_mask).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,7 +26,7 @@ from conformance.checks import Check, continuous, discrete
 from reference import yolo as ry
 from reference.cases import YoloCase
 from reference.outputs import layer_key
-from reference.precision import Precision, precision
+from reference.precision import precision
 
 MAX_COMBINATIONS = 256  # beyond, decisions are improved one at a time
 MAX_SWEEPS = 3
@@ -66,8 +67,10 @@ def _distance(case, k, impl, a, built, eps, prec):
     obj = built["obj_mask"] & impl.get("obj_mask", built["obj_mask"]).astype(bool)
     keys = [key for key in TARGET_KEYS + ("tcls",) if key in impl]
     if keys:
-        return (0, float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum()
-                             for key in keys)))
+        return (
+            0,
+            float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum() for key in keys)),
+        )
     failed = [c for c in _judge(case, k, impl, a, built, 0, eps, prec, ("losses", "gradients"))[0] if not c.passed]
     return (len(failed), float(sum(min(c.ratio, 1e300) for c in failed)))
 
@@ -116,7 +119,7 @@ def _choose(case, k, impl, eps, prec):
                 for option in options:
                     if explained(best_score) or option == combo[d]:
                         continue
-                    found, score = explain(combo[:d] + [option] + combo[d + 1:])
+                    found, score = explain(combo[:d] + [option] + combo[d + 1 :])
                     if score < best_score:
                         best, best_score, improved = found, score, True
                         combo[d] = option
@@ -157,7 +160,7 @@ def compare(case: YoloCase, out: dict, prec, parts=("targets", "losses", "gradie
     total, total_ties = None, 0  # the admissible totals summed over layers
     for k in range(len(case.outputs)):
         pre = layer_key(k, "")
-        impl = {key[len(pre):]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
+        impl = {key[len(pre) :]: np.asarray(v) for key, v in out.items() if key.startswith(pre)}
         a, built, ties = _choose(case, k, impl, eps, prec)
         layer_checks, layer_total = _judge(case, k, impl, a, built, ties, eps, prec, parts)
         checks += layer_checks
@@ -190,8 +193,17 @@ def _judge(case, k, impl, a, built, ties, eps, prec, parts):
     if "gradients" in parts and "grad" in impl:
         g = ry.gradient(x, evaluated, case.settings, prob_dtype=prec.name)
         p = _probabilities(x, case.num_classes, prec)
-        checks.append(continuous(pre + "grad", impl["grad"], g, grad_bound(x, p, evaluated, g, case, k, prec),
-                                 prec, ties=ties, alternatives=(bce_loss_gradient(g, p),)))
+        checks.append(
+            continuous(
+                pre + "grad",
+                impl["grad"],
+                g,
+                grad_bound(x, p, evaluated, g, case, k, prec),
+                prec,
+                ties=ties,
+                alternatives=(bce_loss_gradient(g, p),),
+            )
+        )
     return checks, total
 
 
@@ -203,38 +215,77 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec):
     if "obj_mask" in impl:
         checks.append(discrete(pre + "obj_mask", impl["obj_mask"].astype(bool), obj, ties=ties))
     if "noobj_mask" in impl:
-        checks.append(discrete(pre + "noobj_mask", impl["noobj_mask"].astype(bool), built["noobj_mask"],
-                               admissible=noobj_adm))
+        checks.append(
+            discrete(pre + "noobj_mask", impl["noobj_mask"].astype(bool), built["noobj_mask"], admissible=noobj_adm)
+        )
     if "tconf" in impl:
         checks.append(discrete(pre + "tconf", impl["tconf"], built["tconf"]))
     if "tcls" in impl:
-        checks.append(discrete(pre + "tcls", impl["tcls"], built["tcls"], where=np.broadcast_to(
-            obj[..., None], built["tcls"].shape)))
+        checks.append(
+            discrete(
+                pre + "tcls", impl["tcls"], built["tcls"], where=np.broadcast_to(obj[..., None], built["tcls"].shape)
+            )
+        )
     if "class_mask" in impl:
-        checks.append(discrete(pre + "class_mask", impl["class_mask"], built["class_mask"], where=obj,
-                               admissible=built["class_margin"] < eps["prob"]))
+        checks.append(
+            discrete(
+                pre + "class_mask",
+                impl["class_mask"],
+                built["class_mask"],
+                where=obj,
+                admissible=built["class_margin"] < eps["prob"],
+            )
+        )
     # tx, ty: gx = cx·G is one rounded product (error u·G); subtracting the cell index is exact.
     for key in ("tx", "ty"):
         if key in impl:
-            checks.append(continuous(pre + key, impl[key], built[key], tol.allowed(built[key], u, atol=u * grid),
-                                     prec, where=obj, ties=ties))
+            checks.append(
+                continuous(
+                    pre + key,
+                    impl[key],
+                    built[key],
+                    tol.allowed(built[key], u, atol=u * grid),
+                    prec,
+                    where=obj,
+                    ties=ties,
+                )
+            )
     for key in ("tw", "th"):
         if key in impl:
-            checks.append(continuous(pre + key, impl[key], built[key],
-                                     tol.SAFETY * size_target_error(built[key], case, k, prec),
-                                     prec, where=obj, ties=ties))
+            checks.append(
+                continuous(
+                    pre + key,
+                    impl[key],
+                    built[key],
+                    tol.SAFETY * size_target_error(built[key], case, k, prec),
+                    prec,
+                    where=obj,
+                    ties=ties,
+                )
+            )
     # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
     # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
     if "iou_scores" in impl:
         tmax = float(np.abs(x).max(initial=0))
-        checks.append(continuous(pre + "iou_scores", impl["iou_scores"], built["iou_scores"],
-                                 tol.allowed(built["iou_scores"], u, 8 * u * (grid + 1 + tmax)),
-                                 prec, where=obj, ties=ties))
+        checks.append(
+            continuous(
+                pre + "iou_scores",
+                impl["iou_scores"],
+                built["iou_scores"],
+                tol.allowed(built["iou_scores"], u, 8 * u * (grid + 1 + tmax)),
+                prec,
+                where=obj,
+                ties=ties,
+            )
+        )
     if "output" in impl:
         ref = ry.decode(x, case.anchors[k], case.num_classes, case.img_dim)
         overflow = np.where(np.abs(ref) > prec.largest, np.copysign(np.inf, ref), ref)  # exp(t)·anchor
-        checks.append(continuous(pre + "output", impl["output"], ref, output_bound(x, ref, case, k, prec), prec,
-                                 alternatives=(overflow,)))
+        checks.append(
+            continuous(
+                pre + "output", impl["output"], ref, output_bound(x, ref, case, k, prec), prec, alternatives=(overflow,)
+            )
+        )
     return checks
 
 
@@ -257,8 +308,9 @@ def output_bound(x, ref, case, k, prec):
     t = _logits(x, case.num_classes).reshape(ref.shape)
     bound = np.empty_like(ref)
     bound[..., :2] = 3 * u * case.img_dim
-    bound[..., 2:4] = ((np.abs(t[..., 2:4]) + prec.transcendental) * u * np.abs(ref[..., 2:4])
-                       + prec.smallest_normal * float(np.max(case.anchors[k])))
+    bound[..., 2:4] = (np.abs(t[..., 2:4]) + prec.transcendental) * u * np.abs(
+        ref[..., 2:4]
+    ) + prec.smallest_normal * float(np.max(case.anchors[k]))
     bound[..., 4:] = 2 * u * np.abs(ref[..., 4:]) + u
     return tol.SAFETY * bound
 
@@ -331,8 +383,12 @@ def loss_sets(x, built, case, k, ref_losses, prec):
     n_obj = int(obj.sum())
     settings = case.settings
     sets = {}
-    for key, target, eps in (("loss_x", "tx", (2 + G) * u), ("loss_y", "ty", (2 + G) * u),
-                             ("loss_w", "tw", None), ("loss_h", "th", None)):
+    for key, target, eps in (
+        ("loss_x", "tx", (2 + G) * u),
+        ("loss_y", "ty", (2 + G) * u),
+        ("loss_w", "tw", None),
+        ("loss_h", "th", None),
+    ):
         if eps is None:
             eps = float(size_target_error(np.abs(built[target][obj]).max(initial=0), case, k, prec))
         loss = float(ref_losses[key])
@@ -342,14 +398,18 @@ def loss_sets(x, built, case, k, ref_losses, prec):
     clamp = settings.log_clamp
     sets["loss_conf_obj"] = _bce_mean(z[..., 4], np.ones(obj.shape), obj, prec, clamp)
     sets["loss_conf_noobj"] = _bce_mean(z[..., 4], np.zeros(obj.shape), noobj, prec, clamp)
-    sets["loss_cls"] = _bce_mean(z[..., 5:], built["tcls"], np.broadcast_to(obj[..., None], built["tcls"].shape),
-                                 prec, clamp)
+    sets["loss_cls"] = _bce_mean(
+        z[..., 5:], built["tcls"], np.broadcast_to(obj[..., None], built["tcls"].shape), prec, clamp
+    )
 
     def rounding(key, ops):
         return tol.Intervals.around(0.0, tol.SAFETY * ops * u * abs(float(ref_losses[key])))
 
-    sets["loss_conf"] = (settings.obj_scale * sets["loss_conf_obj"] + settings.noobj_scale * sets["loss_conf_noobj"]
-                         + rounding("loss_conf", 2))
+    sets["loss_conf"] = (
+        settings.obj_scale * sets["loss_conf_obj"]
+        + settings.noobj_scale * sets["loss_conf_noobj"]
+        + rounding("loss_conf", 2)
+    )
     total = rounding("loss_total", 6)
     for key in ("loss_x", "loss_y", "loss_w", "loss_h", "loss_conf", "loss_cls"):
         total = total + sets[key]
@@ -362,8 +422,7 @@ def _set_check(quantity, actual, admissible, prec, ties):
     actual = np.asarray(actual, dtype=np.float64)
     expected = admissible.nearest(float(actual)) if actual.shape == () else float(admissible.lo[0])
     note = f"admissible values (Y10): {admissible!r}" if len(admissible.lo) > 1 else ""
-    return continuous(quantity, actual, expected, tol.SAFETY * prec.u * abs(expected), prec, ties=ties,
-                      note=note)
+    return continuous(quantity, actual, expected, tol.SAFETY * prec.u * abs(expected), prec, ties=ties, note=note)
 
 
 def bce_loss_gradient(g, p):
@@ -395,9 +454,15 @@ def grad_bound(x, p, built, g, case, k, prec):
     bound[..., 0:2] += np.where(obj, 2 / n_obj * (G + 2) * u, 0)[..., None]
     bound[..., 2:4] += np.where(obj, 2 / n_obj * size_target_error(tw_max, case, k, prec), 0)[..., None]
     n_noobj = max(int(built["noobj_mask"].sum()), 1)
-    weight = np.concatenate([
-        (case.settings.obj_scale / n_obj * obj + case.settings.noobj_scale / n_noobj * built["noobj_mask"])[..., None],
-        np.broadcast_to((obj / (n_obj * C))[..., None], p[..., 1:].shape)], axis=-1)
+    weight = np.concatenate(
+        [
+            (case.settings.obj_scale / n_obj * obj + case.settings.noobj_scale / n_noobj * built["noobj_mask"])[
+                ..., None
+            ],
+            np.broadcast_to((obj / (n_obj * C))[..., None], p[..., 1:].shape),
+        ],
+        axis=-1,
+    )
     saturated = (p <= 8 * u) | (1 - p <= 8 * u)
     # d bce / d z = weight·(p − t): p carries 2u relative error, which (p − t) does not
     # shrink when p is close to t (cancellation). Through the chain rule an implementation

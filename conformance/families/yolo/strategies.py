@@ -5,6 +5,7 @@ feature, then head outputs (the logit kinds of conformance/strategies.py).
 the YOLOv3-416 layers G = 13 and 26. See conformance/strategies.py for how values are
 drawn (every number by Hypothesis, so failures shrink to simple values).
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,20 +19,29 @@ from hypothesis.extra import numpy as hnp
 from conformance.strategies import (
     COORD_BITS,
     NEAR,
-    _any_logits,
-    _check_features,
-    _integers,
-    _sampled_from,
+    any_logits,
     binary_fractions,
+    check_features,
+    integers,
+    sampled_from,
 )
 from reference.cases import YoloCase, YoloSettings
 
-YOLO_FEATURES = ("plain", "shared_cell", "anchor_tie", "no_targets", "ignore_threshold",
-                 "cell_boundary", "tiny_extreme", "near_tie")
+YOLO_FEATURES = (
+    "plain",
+    "shared_cell",
+    "anchor_tie",
+    "no_targets",
+    "ignore_threshold",
+    "cell_boundary",
+    "tiny_extreme",
+    "near_tie",
+)
 YOLO416_ANCHORS = (((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)))
 
 
 # ---------------------------------------------------------------- YOLO drafts
+
 
 @dataclass(frozen=True)
 class YoloDraft:
@@ -55,8 +65,15 @@ class YoloDraft:
 _YOLO_LAYOUTS = ("small",) * 12 + ("inexact",) * 2 + ("realistic",)
 
 
-def _yolo_draft(draw, max_batch: int = 3, max_layers: int = 2, max_targets: int = 8,
-                max_classes: int = 6, realistic: bool = True, dyadic: bool = False) -> YoloDraft:
+def _yolo_draft(
+    draw,
+    max_batch: int = 3,
+    max_layers: int = 2,
+    max_targets: int = 8,
+    max_classes: int = 6,
+    realistic: bool = True,
+    dyadic: bool = False,
+) -> YoloDraft:
     """A draft with random target rows and settings (``yolo_drafts``: the strategy).
 
     Small layouts: G0 in 1..8 (1..4 with two layers), G_k = G0 * 2**k, stride of layer 0 a
@@ -64,26 +81,35 @@ def _yolo_draft(draw, max_batch: int = 3, max_layers: int = 2, max_targets: int 
     inexact stride (100 px); rarely (``realistic``) the YOLOv3-416 layout (G = 13, then 26).
     ``dyadic`` forces small layouts with G0 a power of two (exact k/G boundaries).
     """
-    num_layers = draw(_integers(1, max_layers))
-    kind = "small" if dyadic else draw(_sampled_from(
-        _YOLO_LAYOUTS if realistic else tuple(k for k in _YOLO_LAYOUTS if k != "realistic")))
+    num_layers = draw(integers(1, max_layers))
+    kind = (
+        "small"
+        if dyadic
+        else draw(sampled_from(_YOLO_LAYOUTS if realistic else tuple(k for k in _YOLO_LAYOUTS if k != "realistic")))
+    )
     event(f"yolo: layout {kind}")
     if kind == "realistic":
         batch, grids, img_dim = 1, tuple(13 * 2**k for k in range(min(num_layers, 2))), 416.0
         anchors = tuple(np.array(YOLO416_ANCHORS[k], dtype=np.float64) for k in range(len(grids)))
-        num_classes = draw(_integers(1, min(3, max_classes)))
+        num_classes = draw(integers(1, min(3, max_classes)))
     else:
         g0_choices = (2, 4, 1, 8) if dyadic else tuple(range(1, 9))
-        g0 = draw(_sampled_from(tuple(g for g in g0_choices if num_layers == 1 or g <= 4)))
+        g0 = draw(sampled_from(tuple(g for g in g0_choices if num_layers == 1 or g <= 4)))
         grids = tuple(g0 * 2**k for k in range(num_layers))
-        img_dim = 100.0 if kind == "inexact" else float(g0 * draw(_sampled_from((8, 16, 32))))
+        img_dim = 100.0 if kind == "inexact" else float(g0 * draw(sampled_from((8, 16, 32))))
         anchors = tuple(draw(anchor_sets(img_dim)) for _ in grids)  # (cached strategy)
-        batch = draw(_integers(1, max_batch))
-        num_classes = draw(_integers(1, max_classes))
+        batch = draw(integers(1, max_batch))
+        num_classes = draw(integers(1, max_classes))
     rows = draw(st.lists(yolo_target_row(batch, num_classes), max_size=max_targets))
-    return YoloDraft(batch=batch, grids=grids, img_dim=img_dim, anchors=anchors,
-                     num_classes=num_classes, targets=np.array(rows, dtype=np.float64).reshape(-1, 6),
-                     settings=_yolo_settings(draw))
+    return YoloDraft(
+        batch=batch,
+        grids=grids,
+        img_dim=img_dim,
+        anchors=anchors,
+        num_classes=num_classes,
+        targets=np.array(rows, dtype=np.float64).reshape(-1, 6),
+        settings=_yolo_settings(draw),
+    )
 
 
 yolo_drafts = st.composite(_yolo_draft)
@@ -92,15 +118,21 @@ yolo_drafts = st.composite(_yolo_draft)
 @functools.cache
 def anchor_sets(img_dim: float) -> st.SearchStrategy[np.ndarray]:
     """(A, 2) float64 anchors in pixels, A in 1..3, integer sides in [1, img_dim]."""
-    return hnp.arrays(np.float64, st.tuples(_integers(1, 3), st.just(2)),
-                      elements=_integers(1, int(img_dim)), fill=st.nothing())
+    return hnp.arrays(
+        np.float64, st.tuples(integers(1, 3), st.just(2)), elements=integers(1, int(img_dim)), fill=st.nothing()
+    )
 
 
 def yolo_target_row(batch: int, num_classes: int) -> st.SearchStrategy[tuple]:
     """One target row (b, class, cx, cy, w, h): cx, cy k/256 in [0, 1], w, h k/256 in (0, 1]."""
-    return st.tuples(_integers(0, batch - 1), _integers(0, num_classes - 1),
-                     binary_fractions(0, 1), binary_fractions(0, 1),
-                     binary_fractions(2**-COORD_BITS, 1), binary_fractions(2**-COORD_BITS, 1))
+    return st.tuples(
+        integers(0, batch - 1),
+        integers(0, num_classes - 1),
+        binary_fractions(0, 1),
+        binary_fractions(0, 1),
+        binary_fractions(2**-COORD_BITS, 1),
+        binary_fractions(2**-COORD_BITS, 1),
+    )
 
 
 def _yolo_settings(draw) -> YoloSettings:
@@ -108,23 +140,25 @@ def _yolo_settings(draw) -> YoloSettings:
     scales and log clamps, each shrinking towards the seed's value."""
     if draw(st.booleans()):
         event("yolo: non-default settings")
-        return YoloSettings(ignore_thres=draw(_sampled_from((0.5, 0.0, 0.25, 0.7, 1.0))),
-                            obj_scale=draw(_sampled_from((1.0, 0.5, 2.0))),
-                            noobj_scale=draw(_sampled_from((100.0, 1.0, 0.5))),
-                            log_clamp=draw(_sampled_from((-100.0, -20.0, -60.0))))
+        return YoloSettings(
+            ignore_thres=draw(sampled_from((0.5, 0.0, 0.25, 0.7, 1.0))),
+            obj_scale=draw(sampled_from((1.0, 0.5, 2.0))),
+            noobj_scale=draw(sampled_from((100.0, 1.0, 0.5))),
+            log_clamp=draw(sampled_from((-100.0, -20.0, -60.0))),
+        )
     return YoloSettings()
 
 
 def _one_row(draw, d: YoloDraft) -> np.ndarray:
     """A new (6,) target row to build a feature on: a copy of a drawn row of ``d``, or fresh."""
     if len(d.targets) and draw(st.booleans()):
-        return d.targets[draw(_integers(0, len(d.targets) - 1))].copy()
+        return d.targets[draw(integers(0, len(d.targets) - 1))].copy()
     return np.array(draw(yolo_target_row(d.batch, d.num_classes)), dtype=np.float64)
 
 
 def _with_rows(draw, d: YoloDraft, new: np.ndarray, **changes) -> YoloDraft:
     """``d`` with ``new`` (k, 6) inserted at a drawn position (target order matters, Y5)."""
-    at = draw(_integers(0, len(d.targets)))
+    at = draw(integers(0, len(d.targets)))
     rows = np.concatenate([d.targets[:at], new.reshape(-1, 6), d.targets[at:]])
     return replace(d, targets=rows, **changes)
 
@@ -137,6 +171,7 @@ def _with_layer0_anchors(d: YoloDraft, anchors: np.ndarray) -> YoloDraft:
 # every builder: (draft) -> strategy of drafts; the head outputs are drawn afterwards,
 # sized by the draft's anchors
 
+
 @st.composite
 def yolo_shared_cell(draw, d: YoloDraft) -> YoloDraft:
     """Two or more targets on one (b, anchor, cell): copies of a row with drawn classes.
@@ -145,10 +180,13 @@ def yolo_shared_cell(draw, d: YoloDraft) -> YoloDraft:
     come as a group of 2..3 fresh rows.
     """
     existing = len(d.targets) > 0 and draw(st.booleans())
-    base = d.targets[draw(_integers(0, len(d.targets) - 1))] if existing else \
-        np.array(draw(yolo_target_row(d.batch, d.num_classes)), dtype=np.float64)
-    copies = np.repeat(base[None], draw(_integers(1, 2)) + (0 if existing else 1), axis=0)
-    copies[:, 1] = [draw(_integers(0, d.num_classes - 1)) for _ in copies]
+    base = (
+        d.targets[draw(integers(0, len(d.targets) - 1))]
+        if existing
+        else np.array(draw(yolo_target_row(d.batch, d.num_classes)), dtype=np.float64)
+    )
+    copies = np.repeat(base[None], draw(integers(1, 2)) + (0 if existing else 1), axis=0)
+    copies[:, 1] = [draw(integers(0, d.num_classes - 1)) for _ in copies]
     return _with_rows(draw, d, copies)
 
 
@@ -173,11 +211,11 @@ def yolo_ignore_threshold(draw, d: YoloDraft, offset: float = 0.0) -> YoloDraft:
     is added to the target's w (the near-tie variant: IoU just above or below t).
     Needs a layout with a power-of-two stride for layer 0 (``yolo_drafts(dyadic=True)``).
     """
-    t = draw(_sampled_from((0.5, 0.25, 0.75)))
+    t = draw(sampled_from((0.5, 0.25, 0.75)))
     g0 = d.grids[0]
     stride = d.img_dim / g0
-    p, q = draw(_integers(1, g0)), draw(_integers(1, g0))
-    idx = draw(_integers(0, len(d.anchors[0]) - 1))
+    p, q = draw(integers(1, g0)), draw(integers(1, g0))
+    idx = draw(integers(0, len(d.anchors[0]) - 1))
     new = _one_row(draw, d)
     anchor, (new[4], new[5]) = (p * stride, q * stride), (t * p / g0 + offset, q / g0)
     if draw(st.booleans()):  # the transposed target: IoU t with the transposed anchor
@@ -193,12 +231,12 @@ def yolo_cell_boundary(draw, d: YoloDraft) -> YoloDraft:
     [1, G-1] for a layer with G >= 2; twice as likely) or at the image edge (cx or cy in {0, 1})."""
     new = _one_row(draw, d)
     grids = tuple(g for g in d.grids if g > 1)
-    variant = draw(_sampled_from(("interior", "interior", "edge"))) if grids else "edge"
+    variant = draw(sampled_from(("interior", "interior", "edge"))) if grids else "edge"
     event(f"yolo: cell boundary {variant}")
-    cols = draw(_sampled_from(((2,), (3,), (2, 3))))
-    g = draw(_sampled_from(grids)) if variant == "interior" else None
+    cols = draw(sampled_from(((2,), (3,), (2, 3))))
+    g = draw(sampled_from(grids)) if variant == "interior" else None
     for col in cols:
-        new[col] = draw(_integers(1, g - 1)) / g if g else draw(_sampled_from((0.0, 1.0)))
+        new[col] = draw(integers(1, g - 1)) / g if g else draw(sampled_from((0.0, 1.0)))
     return _with_rows(draw, d, new)
 
 
@@ -206,8 +244,8 @@ def yolo_cell_boundary(draw, d: YoloDraft) -> YoloDraft:
 def yolo_tiny_extreme(draw, d: YoloDraft) -> YoloDraft:
     """Tiny boxes (side 2**-9 .. 2**-14), extreme aspects (one side 1, the other tiny), w = h = 1."""
     new = _one_row(draw, d)
-    tiny = 2.0 ** -draw(_integers(9, 14))
-    new[4], new[5] = draw(_sampled_from(((tiny, tiny), (1.0, tiny), (tiny, 1.0), (1.0, 1.0))))
+    tiny = 2.0 ** -draw(integers(9, 14))
+    new[4], new[5] = draw(sampled_from(((tiny, tiny), (1.0, tiny), (tiny, 1.0), (1.0, 1.0))))
     return _with_rows(draw, d, new)
 
 
@@ -230,23 +268,23 @@ def yolo_near_tie(draw, d: YoloDraft) -> YoloDraft:
     the later anchor (w up or h down: the earlier wins the float32 tie), the IoU just above
     ignore_thres (ignored in float64 only).
     """
-    which = draw(_sampled_from(("cx_one", "cell_edge", "anchors", "ignore")))
+    which = draw(sampled_from(("cx_one", "cell_edge", "anchors", "ignore")))
     event(f"yolo: near tie {which}")
     if which == "ignore":
-        return draw(yolo_ignore_threshold(d, draw(_sampled_from((NEAR, -NEAR)))))
+        return draw(yolo_ignore_threshold(d, draw(sampled_from((NEAR, -NEAR)))))
     new = _one_row(draw, d)
     g = d.grids[-1]
     if which == "cx_one" or (which == "cell_edge" and g == 1):
         new[2] = 1.0 - NEAR
     elif which == "cell_edge":
-        new[2] = draw(_integers(1, g - 1)) / g + draw(_sampled_from((-NEAR, NEAR)))
+        new[2] = draw(integers(1, g - 1)) / g + draw(sampled_from((-NEAR, NEAR)))
     else:
         g0 = d.grids[0]
         unit = d.img_dim / g0 / (2 if g0 == 1 else 1)  # keeps the target side <= 1
         pair = np.array([[unit, 2 * unit], [2 * unit, unit]])
         d = _with_layer0_anchors(d, np.concatenate([pair, d.anchors[0][:1]]))
         new[4] = new[5] = 1.5 * unit / d.img_dim
-        col, offset = draw(_sampled_from(((4, NEAR), (5, -NEAR), (4, -NEAR), (5, NEAR))))
+        col, offset = draw(sampled_from(((4, NEAR), (5, -NEAR), (4, -NEAR), (5, NEAR))))
         new[col] += offset
     return _with_rows(draw, d, new)
 
@@ -265,9 +303,14 @@ YOLO_BUILDERS = {
 _YOLO_EXACT = ("ignore_threshold", "cell_boundary", "near_tie")  # need dyadic layouts
 
 
-def yolo_cases(max_batch: int = 3, max_layers: int = 2, max_targets: int = 8,
-               max_classes: int = 6, realistic: bool = True,
-               features=YOLO_FEATURES) -> st.SearchStrategy[YoloCase]:
+def yolo_cases(
+    max_batch: int = 3,
+    max_layers: int = 2,
+    max_targets: int = 8,
+    max_classes: int = 6,
+    realistic: bool = True,
+    features=YOLO_FEATURES,
+) -> st.SearchStrategy[YoloCase]:
     """Valid ``YoloCase``s with one adversarial feature of ``features`` each.
 
     max_batch, max_layers, max_targets (random rows; a feature adds up to 3), max_classes
@@ -275,13 +318,14 @@ def yolo_cases(max_batch: int = 3, max_layers: int = 2, max_targets: int = 8,
     26). ``features`` restricts the mix (names from YOLO_FEATURES, drawn uniformly,
     shrinking towards the first); InvalidArgument for an unknown name.
     """
-    return _yolo_cases(max_batch, max_layers, max_targets, max_classes, realistic,
-                       _check_features(features, YOLO_FEATURES))
+    return _yolo_cases(
+        max_batch, max_layers, max_targets, max_classes, realistic, check_features(features, YOLO_FEATURES)
+    )
 
 
 @st.composite
 def _yolo_cases(draw, max_batch, max_layers, max_targets, max_classes, realistic, features):
-    feature = draw(_sampled_from(features))
+    feature = draw(sampled_from(features))
     exact = feature in _YOLO_EXACT
     d = _yolo_draft(draw, max_batch, max_layers, max_targets, max_classes, realistic and not exact, exact)
     d = draw(YOLO_BUILDERS[feature](d))
@@ -290,9 +334,13 @@ def _yolo_cases(draw, max_batch, max_layers, max_targets, max_classes, realistic
         event("yolo: batch without targets")
     elif len(np.unique(d.targets[:, 0])) < d.batch:
         event("yolo: image without targets")
-    outputs = tuple(_any_logits(draw, (d.batch, len(a) * (d.num_classes + 5), g, g))
-                    for g, a in zip(d.grids, d.anchors))
-    return YoloCase(outputs=outputs, anchors=d.anchors, targets=d.targets, num_classes=d.num_classes,
-                    img_dim=d.img_dim, settings=d.settings, name=f"generated yolo {feature}")
-
-
+    outputs = tuple(any_logits(draw, (d.batch, len(a) * (d.num_classes + 5), g, g)) for g, a in zip(d.grids, d.anchors))
+    return YoloCase(
+        outputs=outputs,
+        anchors=d.anchors,
+        targets=d.targets,
+        num_classes=d.num_classes,
+        img_dim=d.img_dim,
+        settings=d.settings,
+        name=f"generated yolo {feature}",
+    )

@@ -1,0 +1,105 @@
+"""Property-test throughput of the suite: examples and case-parts checked per second, per
+implementation, at the ci profile, for this checkout and an earlier commit side by side.
+
+Run: ``python bench/examples_per_second.py [--before COMMIT] [--rounds N] [--impl SPEC ...]``.
+Not a test. The earlier commit is extracted with ``git archive`` into a temporary
+directory; each round runs, for every implementation, the earlier suite's property tests
+and then this one's (``-p no:xdist``, one thread), so load coming and going hits both.
+Hypothesis' own statistics (``--hypothesis-show-statistics``) give each test's examples
+and generate-phase seconds. An example of the earlier suite (one test per part) checks
+one part of a case; one of this suite checks targets, losses and gradients on its case,
+so "parts/s" (examples x parts checked per example / seconds) compares like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = (
+    "implementations.torch_adapter:adapter",
+    "implementations.torch_batched:adapter",
+    "implementations.onnx_runtime:adapter",
+)
+_PHASE = re.compile(r"during generate phase \(([0-9.]+) seconds\):.*?(\d+) passing examples", re.S)
+
+
+def property_tests(root: Path) -> list:
+    """The property test files of the suite in ``root`` (either layout)."""
+    new = root / "conformance" / "suite" / "test_properties.py"
+    return [str(new)] if new.exists() else [str(root / "conformance" / f) for f in ("test_yolo.py", "test_ssd.py")]
+
+
+def measure(root: Path, spec: str, dtype: str) -> tuple:
+    """(examples, seconds in Hypothesis' generate phase) of one run of the property tests."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *property_tests(root),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-q",
+        "--impl",
+        spec,
+        "--device",
+        "cpu",
+        "--dtype",
+        dtype,
+        "--hypothesis-profile",
+        "ci",
+        "--hypothesis-show-statistics",
+        "--report-dir",
+        str(Path(tempfile.gettempdir()) / "eps-reports"),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
+    phases = _PHASE.findall(done.stdout)
+    if done.returncode != 0 or not phases:
+        raise RuntimeError(f"{root}: pytest exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return sum(int(n) for _, n in phases), sum(float(s) for s, _ in phases)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", default="7d07769", help="the earlier commit (default: before issue 10)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--impl", action="append", default=[], help="adapter spec (default: the bundled three)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, capture_output=True, check=True).stdout
+        tarfile.open(fileobj=BytesIO(archive)).extractall(before, filter="data")
+        versions = {f"before ({args.before})": (before, 1), "this checkout": (ROOT, 3)}
+        rates = {(spec, v): [] for spec in args.impl or BUNDLED for v in versions}
+        for _ in range(args.rounds):
+            for spec in args.impl or BUNDLED:
+                for version, (root, parts) in versions.items():
+                    examples, seconds = measure(root, spec, args.dtype)
+                    rates[spec, version].append((examples / seconds, examples * parts / seconds))
+        print(f"property tests, ci profile, cpu {args.dtype}, one process, medians of {args.rounds} rounds")
+        print(f"{'implementation':<40} {'version':<22} {'examples/s':>10} {'parts/s':>9} {'parts/s ratio':>14}")
+        for spec in args.impl or BUNDLED:
+            base = None
+            for version in versions:
+                eps = statistics.median(r for r, _ in rates[spec, version])
+                pps = statistics.median(p for _, p in rates[spec, version])
+                base = base or pps
+                print(f"{spec:<40} {version:<22} {eps:>10.1f} {pps:>9.1f} {pps / base:>13.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
