@@ -16,6 +16,7 @@ BUNDLED = (
     "implementations.torch_adapter:adapter",
     "implementations.torch_batched:adapter",
     "implementations.onnx_runtime:adapter",
+    "implementations.triton_loss:adapter",
 )
 
 

@@ -504,7 +504,10 @@ def ssd_grad(loc: torch.Tensor, conf: torch.Tensor, out: dict) -> tuple:
 
 
 def pad_truths(truths, dtype=np.float64):
-    """B arrays (n_i, 5) -> NumPy truths (B, M, 4), labels (B, M), valid (B, M); M = max(1, n_i)."""
+    """B arrays (n_i, 5) -> NumPy truths (B, M, 4), labels (B, M), valid (B, M); M = max(1, n_i).
+
+    Image i's rows fill its first n_i slots (valid True); the rest hold the box (0, 0, 1, 1),
+    label 0. truths and labels in ``dtype``, valid bool."""
     b = len(truths)
     m = max([1] + [len(t) for t in truths])
     boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0], dtype=dtype), (b, m, 1))
