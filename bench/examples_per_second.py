@@ -41,28 +41,11 @@ def property_tests(root: Path) -> list:
 
 def measure(root: Path, spec: str, dtype: str) -> tuple:
     """(examples, seconds in Hypothesis' generate phase) of one run of the property tests."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *property_tests(root),
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:xdist",
-        "-q",
-        "--impl",
-        spec,
-        "--device",
-        "cpu",
-        "--dtype",
-        dtype,
-        "--hypothesis-profile",
-        "ci",
-        "--hypothesis-show-statistics",
-        "--report-dir",
-        str(Path(tempfile.gettempdir()) / "eps-reports"),
-    ]
+    # an earlier layout has its plugin in conformance/conftest.py: keep this checkout's installed one out
+    own_plugin = ["-p", "no:conformance"] if (root / "conformance" / "conftest.py").exists() else []
+    options = f"-p no:cacheprovider -p no:xdist -q --device cpu --dtype {dtype} --hypothesis-profile ci"
+    cmd = [sys.executable, "-m", "pytest", *property_tests(root), *own_plugin, *options.split(), "--impl", spec]
+    cmd += ["--hypothesis-show-statistics", "--report-dir", str(Path(tempfile.gettempdir()) / "eps-reports")]
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
     phases = _PHASE.findall(done.stdout)

@@ -121,11 +121,8 @@ def _ort_session(loss: str, device: str, threads: int):
 
     from implementations import onnx_runtime as ox
 
-    if loss == "ssd":
-        graph, example, inputs, outputs = ox.SsdGraph, ox.ssd_example, ox.SSD_INPUTS, ox.SSD_KEYS
-    else:
-        graph, example, inputs, outputs = ox.YoloGraph, ox.yolo_example, ox.YOLO_INPUTS, ox.YOLO_LAYER_KEYS
-    # The key onnx_runtime.ssd_session / yolo_session use, so that their cached export serves.
+    graph, example, inputs, outputs = ox.GRAPHS[loss]
+    # The key onnx_runtime.session uses, so that its cached export serves.
     model = ox.cached_model((loss, "float32"), lambda: ox.export_model(graph(), *example("float32"), inputs, outputs))
     options = ort.SessionOptions()
     options.log_severity_level = 3

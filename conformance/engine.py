@@ -32,6 +32,7 @@ class Subject:
     adapter: object
     device: str
     precision: Precision
+    limitations: tuple = ()  # the family.Limitations it declares it does not follow
 
     @property
     def id(self) -> str:
@@ -40,8 +41,21 @@ class Subject:
     def __repr__(self) -> str:
         return f"Subject({self.id!r}, spec={self.spec!r})"
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # Hypothesis' falsifying examples: repr, not every field
+        printer.text(repr(self))
+
     def covers(self, family: Family) -> bool:
         return hasattr(self.adapter, family.name)
+
+
+def declared(subject: Subject, family: Family, case) -> tuple:
+    """The Limitations ``subject`` declares that decide ``case`` (float64 inputs, judged
+    rounded to the subject's precision): a case it is not to be judged on."""
+    mine = [lim for lim in family.limitations if lim in subject.limitations]
+    if not mine:
+        return ()
+    rounded = case.astype(subject.precision)
+    return tuple(lim for lim in mine if lim.applies(rounded))
 
 
 class ConformanceFailure(AssertionError):

@@ -18,6 +18,20 @@ PARTS = ("targets", "losses", "gradients")  # what a family's outputs are groupe
 
 
 @dataclass(frozen=True)
+class Limitation:
+    """A spec rule that decides an input differently from the seed, which an implementation
+    may declare it does not follow (``adapter.limitations`` or ``--limitation``): cases the
+    rule decides are then not generated for it, and fixtures it decides are skipped."""
+
+    rule: str  # "Y8", or "Y3-edge" where the spec decides several inputs in one rule
+    summary: str  # what the spec decides there, in a few words
+    applies: Callable  # (case, rounded to the implementation's precision) -> bool
+
+    def __repr__(self) -> str:
+        return f"Limitation({self.rule!r})"
+
+
+@dataclass(frozen=True)
 class Family:
     name: str  # "yolo": the adapter's method, test ids, report rows
     title: str  # "YOLOv3": messages
@@ -34,9 +48,13 @@ class Family:
     input_problem: Callable  # (arrays) -> str | None: why arrays holding ``input_key`` are not a case
     input_key: str  # an input array only this family's fixture files hold
     probe: str  # a small fixture case (name) the coverage tests call every adapter on
+    limitations: tuple = ()  # the Limitations an implementation of this family may declare
 
     def __repr__(self) -> str:
         return f"Family({self.name!r})"
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # Hypothesis' falsifying examples: repr, not every field
+        printer.text(repr(self))
 
     def keys(self, case) -> tuple:
         """Every key the adapter protocol promises for ``case``, part by part."""

@@ -24,7 +24,9 @@ from conformance.families import FAMILIES, family_of, family_of_arrays
 
 SPEC_VERSION = "1"  # bump when reference/spec/*.md changes a decided rule
 GENERATOR_VERSION = "1"  # bump when a family's corpus or schema, or this format, changes
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+_HERE = Path(__file__).resolve().parent
+# the golden fixtures: package data conformance/golden/ in an installed wheel, fixtures/ in a checkout
+DEFAULT_DIR = _HERE / "golden" if (_HERE / "golden").is_dir() else _HERE.parent / "fixtures"
 MANIFEST = "manifest.json"
 RTOL = 1e-9  # --check tolerance: another libm moves last bits, conditioning amplifies them
 ATOL = 1e-12

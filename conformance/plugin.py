@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import implementations
 from conformance import (
@@ -33,6 +34,9 @@ from conformance.families import FAMILIES, NAMES, family_of
 from conformance.family import PARTS
 from reference.precision import DTYPES, precision
 
+pytest_plugins = ("conformance.gate",)  # CI gate: exit codes, sticky device errors, shards (conformance/gate.py)
+
+ACTIVE = pytest.StashKey[bool]()  # config.stash[ACTIVE]: this run runs the conformance suite
 SUBJECTS = pytest.StashKey[list]()  # config.stash[SUBJECTS]: the Subjects selected for this run
 _FAILURES_KEY = pytest.StashKey[Path]()  # where failing cases are saved: <report dir>/failures
 
@@ -59,7 +63,28 @@ def pytest_addoption(parser):
         metavar="FILE",
         help="expected failures: one '<test id pattern> <reason>' per line, '#' comments",
     )
+    group.addoption(
+        "--limitation",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a spec rule every --impl does not follow, e.g. S13 (repeatable; also an adapter's `limitations`)",
+    )
     group.addoption("--report-dir", default="reports", help="where tolerance reports are written")
+
+
+def _limitations(spec: str, adapter, config) -> tuple:
+    """The family.Limitations ``adapter`` declares (its ``limitations``, then every
+    ``--limitation``); UsageError naming a rule id that no family lets one declare."""
+    known = {lim.rule: lim for f in FAMILIES for lim in f.limitations}
+    own = getattr(adapter, "limitations", ())
+    if isinstance(own, str) or not all(isinstance(r, str) for r in own):
+        raise pytest.UsageError(f"--impl {spec!r}: limitations = {own!r}: expected a sequence of rule ids")
+    for origin, rules in ((f"--impl {spec!r}: limitations", own), ("--limitation", config.getoption("limitation"))):
+        for rule in rules:
+            if rule not in known:
+                raise pytest.UsageError(f"{origin} {rule!r}: not a rule one may declare; one of {', '.join(known)}")
+    return tuple(known[r] for r in dict.fromkeys([*own, *config.getoption("limitation")]))
 
 
 def _check_names(option: str, asked: list, valid) -> None:
@@ -96,8 +121,36 @@ def _default_timeout(config) -> None:
         config.option.timeout = DEFAULT_TIMEOUT
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-timeout reads its settings
+SUITE = Path(__file__).resolve().parent / "suite"  # the conformance tests
+
+
+def suite_requested(config) -> bool:
+    """Does this pytest run run the conformance suite? Yes when ``--impl`` is given, when
+    an argument is the suite, holds it or lies inside this package (``pytest conformance``,
+    ``pytest .`` in a checkout, ``pytest conformance/suite/test_fixtures.py::...``), or with
+    ``--pyargs`` names this package (``pytest --pyargs conformance``). The plugin is loaded
+    in every pytest run of an environment where this package is installed; in any other
+    run it does nothing."""
+    if config.getoption("impl"):
+        return True
+    package = SUITE.parent
+    for arg in config.args:
+        name = arg.split("::", 1)[0]
+        if config.getoption("pyargs", False) and (name == package.name or name.startswith(package.name + ".")):
+            return True
+        path = (Path(config.invocation_params.dir) / name).resolve()
+        if SUITE.is_relative_to(path) or path.is_relative_to(package):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-timeout and Hypothesis read their settings
 def pytest_configure(config):
+    config.stash[ACTIVE] = suite_requested(config)
+    if not config.stash[ACTIVE]:
+        return
+    if config.getoption("hypothesis_profile", None) is None:
+        settings.load_profile("conformance")
     _default_timeout(config)
     report_dir = Path(config.invocation_params.dir) / config.getoption("report_dir")
     config.stash[_FAILURES_KEY] = report_dir / "failures"
@@ -110,7 +163,7 @@ def pytest_configure(config):
     _check_names("--device", devices, list(dict.fromkeys(d for _, a in adapters for d in a.devices)))
     _check_names("--dtype", dtypes, DTYPES)
     targets = [
-        Subject(spec, adapter, device, precision(dtype))
+        Subject(spec, adapter, device, precision(dtype), _limitations(spec, adapter, config))
         for spec, adapter in adapters
         for device in adapter.devices
         for dtype in adapter.dtypes
@@ -132,19 +185,25 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
+    if not config.stash.get(ACTIVE, False):
+        return None
     lines = []
     reasons = config.stash.get(_REASONS_KEY, {})
     for t in config.stash.get(SUBJECTS, []):
         reason = reasons.get(t.id)
         state = f"skipped: {reason}" if reason else "runs"
         covers = "/".join(f.name for f in FAMILIES if t.covers(f))
+        if t.limitations:
+            state += "; declares it does not follow " + ", ".join(lim.rule for lim in t.limitations)
         lines.append(f"conformance: {t.id:<28} {covers:<9} {t.spec}  ({state})")
     return lines or ["conformance: no implementation, device and dtype selected"]
 
 
 def pytest_generate_tests(metafunc):
+    if not Path(metafunc.definition.path).is_relative_to(SUITE):
+        return  # parameters named subject or family elsewhere are someone else's
     if "subject" in metafunc.fixturenames:
-        subjects = metafunc.config.stash[SUBJECTS]
+        subjects = metafunc.config.stash.get(SUBJECTS, [])
         metafunc.parametrize("subject", subjects, ids=[t.id for t in subjects])
     if "family" in metafunc.fixturenames:
         metafunc.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
@@ -176,8 +235,9 @@ def _xfail_lines(config, targets) -> list:
 
 
 def _item_labels(item) -> dict | None:
-    """{"impl", "device", "dtype", "family"} of the subject and family a conformance test
-    checks, None for other tests."""
+    """{"impl", "device", "dtype", "family", "limitations"} of the subject and family a
+    conformance test checks (limitations: the declared rule ids, comma-separated), None for
+    other tests."""
     params = getattr(item, "callspec", None) and item.callspec.params
     if not params:
         return None
@@ -191,10 +251,13 @@ def _item_labels(item) -> dict | None:
         "device": subject.device,
         "dtype": subject.precision.name,
         "family": family.name if family is not None else "unknown",
+        "limitations": ",".join(lim.rule for lim in subject.limitations),
     }
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.stash.get(ACTIVE, False):
+        return
     for item in items:  # what the report reads (TestReport.user_properties, also through xdist)
         item.user_properties.extend((_item_labels(item) or {}).items())
     for path, number, pattern, reason, name in config.stash[_XFAILS_KEY]:
@@ -240,8 +303,9 @@ def _failure(case, subject: Subject, test_id: str, message: str, directory: Path
 def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> None:
     """Check every part of ``case`` on ``subject``: the body of every conformance test.
 
-    Skips (with the reason) what the subject does not cover or cannot run here and a case
-    on which it returns none of the promised keys; records every Check in the tolerance
+    Skips (with the reason) what the subject does not cover or cannot run here, a case
+    decided by a rule it declares it does not follow (the rule named) and a case on which
+    it returns none of the promised keys; records every Check in the tolerance
     report, by part; fails with every failing check, grouped by part, and the command that
     replays the case (saved under ``failures_dir``, default reports/failures).
     """
@@ -250,6 +314,8 @@ def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> No
     reason = engine.skip_reason(subject)
     if reason:
         pytest.skip(f"{subject.adapter.name} on {subject.device}: {reason}")
+    for lim in engine.declared(subject, family, case):
+        pytest.skip(f"{subject.adapter.name} declares it does not follow {lim.rule} ({lim.summary})")
     try:
         checks = engine.run(subject, family, case)
     except ConformanceFailure as exc:

@@ -331,6 +331,7 @@ class Row:
     xfailed: int
     skipped: int
     not_returned: int  # promised outputs not returned
+    limitations: str  # the spec rules the implementation declares it does not follow, comma-separated
     comparisons: int
     worst_ratio: float | None  # max |err| / allowed over every compared element; None: nothing compared
     worst_quantity: str  # the quantity with the worst ratio, "" if none
@@ -353,6 +354,7 @@ class Aggregate:
         self.failures_total = 0
         self.outcomes: dict = {}  # GROUP_FIELDS tuple ("" for other tests) -> {outcome: tests}
         self.missing: dict = {}  # (impl, device, dtype, family) -> set of keys not returned
+        self.limitations: dict = {}  # (impl, device, dtype) -> declared rule ids, comma-separated
 
     def add(self, rec: dict | Record) -> None:
         entry = Entry.of(rec if isinstance(rec, Record) else Record.from_dict(rec))
@@ -372,6 +374,8 @@ class Aggregate:
 
     def add_outcome(self, outcome: str, properties: dict | None = None) -> None:
         group = tuple(str((properties or {}).get(k, "")) for k in GROUP_FIELDS)
+        if (properties or {}).get("limitations"):
+            self.limitations[group[:3]] = str(properties["limitations"])
         counts = self.outcomes.setdefault(group, {})
         counts[outcome] = counts.get(outcome, 0) + 1
 
@@ -390,6 +394,7 @@ class Aggregate:
                 mine[k] = mine.get(k, 0) + v
         for k, keys in other.missing.items():
             self.missing.setdefault(k, set()).update(keys)
+        self.limitations.update(other.limitations)
 
     def matrix(self) -> list:
         """The summary matrix: a Row per (impl, device, dtype, family) seen, sorted."""
@@ -405,6 +410,7 @@ class Aggregate:
                     outcomes=outcomes,
                     **_outcome_counts(outcomes),
                     not_returned=len(self.missing.get(g, ())),
+                    limitations=self.limitations.get(g[:3], ""),
                     comparisons=sum(e.cases for e in entries),
                     worst_ratio=worst.max_ratio if worst else None,
                     worst_quantity=worst.quantity if worst else "",
@@ -453,6 +459,8 @@ class Aggregate:
         for row in doc.get("matrix", []):
             if row.get("outcomes"):
                 agg.outcomes[tuple(row[k] for k in GROUP_FIELDS)] = dict(row["outcomes"])
+            if row.get("limitations"):
+                agg.limitations[tuple(row[k] for k in GROUP_FIELDS[:3])] = row["limitations"]
         for m in doc.get("not_returned", []):
             agg.missing[tuple(m[k] for k in MISSING_FIELDS)] = set(m["keys"])
         return agg
@@ -521,6 +529,34 @@ def reset() -> None:
     _STORE = Aggregate()
 
 
+def merge_reports(named: list) -> dict:
+    """One report of several JSON reports, given as (name, doc) pairs: the reports of the
+    shards of a run (``--shard K/N``) give the document of one unsharded run. Aggregates,
+    failures, outcome counts and outputs not returned merge as xdist workers' do; the
+    "incomplete" sections are joined, each reason and lost worker prefixed with its
+    report's name. RecordError naming a report of another format or bins."""
+    total, reasons, crashed, not_run, lost = Aggregate(), [], set(), set(), []
+    for name, doc in named:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION or doc.get("bins") != list(BINS):
+            raise RecordError(f"{name}: not a conformance report of format {FORMAT_VERSION} with bins {' '.join(BINS)}")
+        total.merge(Aggregate.from_dict(doc))
+        part = doc.get("incomplete") or {}
+        if part:
+            reasons.append(f"{name}: {part.get('reason') or 'incomplete'}")
+        crashed.update(part.get("crashed", ()))
+        not_run.update(part.get("not_run", ()))
+        lost += [dict(w, worker=f"{name}:{w['worker']}") for w in part.get("workers_lost", ())]
+    doc = total.to_dict()
+    if reasons:
+        doc["incomplete"] = {
+            "reason": "; ".join(reasons),
+            "crashed": sorted(crashed),
+            "not_run": sorted(not_run),
+            "workers_lost": lost,
+        }
+    return doc
+
+
 # ---------------------------------------------------------------- writers
 
 
@@ -556,6 +592,7 @@ _MATRIX_COLUMNS = (
     "not_returned",
     "headroom",
     "worst_quantity",
+    "limitations",
 )
 _MATRIX_HEADINGS = (
     "implementation",
@@ -569,6 +606,7 @@ _MATRIX_HEADINGS = (
     "not returned",
     "worst headroom",
     "worst quantity",
+    "declared limitations",
 )
 _DETAIL_COLUMNS = (
     "quantity",
@@ -763,8 +801,10 @@ def _summary_html(doc: dict) -> list:
         + "</tr></thead><tbody>"
     ]
     for (impl, device, dtype), by_family in rows.items():
+        declared = next((r["limitations"] for r in by_family.values() if r.get("limitations")), "")
+        note = f'<br><small title="spec rules it declares it does not follow">declares: {e_(declared)}</small>'
         out.append(
-            f"<tr><td>{e_(impl)}</td><td>{e_(device)}</td><td>{e_(dtype)}</td>"
+            f"<tr><td>{e_(impl)}{note if declared else ''}</td><td>{e_(device)}</td><td>{e_(dtype)}</td>"
             + "".join(_cell(by_family.get(f), c) for f in families for c in _FAMILY_COLUMNS)
             + "</tr>"
         )
@@ -978,7 +1018,26 @@ def _outcome(report) -> str | None:
     return "skipped" if report.skipped else None
 
 
-class ReportPlugin:
+class CollectedTests:
+    """A base of pytest plugins that need the node ids of the tests selected to run (after
+    -k/-m and deselection): ``self.collected``, gathered by the controller (or the only process)
+    from its own collection or, under xdist, from each worker's. The plugin sets ``is_worker``
+    (bool: this process is an xdist worker) and ``collected`` (an empty set) in __init__.
+    Used by ReportPlugin and conformance/gate.py's Gate."""
+
+    is_worker: bool
+    collected: set
+
+    def pytest_collection_finish(self, session):
+        if not self.is_worker:
+            self.collected.update(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.collected.update(ids)
+
+
+class ReportPlugin(CollectedTests):
     """Collects records and failures; merges xdist workers; writes the reports.
 
     Register with ``config.pluginmanager.register(ReportPlugin(config), "conformance-report")``;
@@ -1007,6 +1066,7 @@ class ReportPlugin:
         self.crashed: list = []  # node ids whose worker crashed while running them
         self.ran_on: dict = {}  # worker id -> node ids it reported
         self.workers_lost: list = []  # worker ids whose records never arrived
+        self.handed_over: set = set()  # worker ids that sent their records with a report (conformance/gate.py)
         reset()
 
     def _report_dir(self) -> Path:
@@ -1023,14 +1083,6 @@ class ReportPlugin:
     def _log(self, line: str) -> None:
         with open(self._report_dir() / f"{self.run}.log", "a", encoding="utf-8") as f:
             f.write(line + "\n")
-
-    def pytest_collection_finish(self, session):
-        if not self.is_worker:
-            self.collected.update(item.nodeid for item in session.items)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node, ids):
-        self.collected.update(ids)
 
     def pytest_runtest_logstart(self, nodeid, location):
         if self.is_worker:
@@ -1055,7 +1107,13 @@ class ReportPlugin:
         node = getattr(report, "node", None)  # xdist: the worker that ran it
         if node is not None:
             self.ran_on.setdefault(node.gateway.id, set()).add(report.nodeid)
-        properties = {k: v for k, v in (tuple(p) for p in report.user_properties) if k in GROUP_FIELDS}
+        handed = getattr(report, WORKER_KEY, None)  # the records of a worker that ends after this report
+        if handed and node is not None:
+            self.workers.merge(Aggregate.from_dict(json.loads(handed)))
+            self.handed_over.add(node.gateway.id)
+        properties = {
+            k: v for k, v in (tuple(p) for p in report.user_properties) if k in GROUP_FIELDS or k == "limitations"
+        }
         if report.failed:
             self.local.add_failure(report.nodeid, report.when, report.longreprtext, properties)
         outcome = _outcome(report)
@@ -1068,8 +1126,10 @@ class ReportPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem, report, sched):
-        """xdist controller: a worker died while running ``crashitem``."""
-        self.crashed.append(crashitem)
+        """xdist controller: a worker died while running ``crashitem`` (unless a plugin made the
+        report a passed one: conformance/gate.py does for a worker it ended on purpose)."""
+        if report.failed:
+            self.crashed.append(crashitem)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error):
@@ -1077,7 +1137,7 @@ class ReportPlugin:
         text = getattr(node, "workeroutput", {}).get(WORKER_KEY)
         if text:
             self.workers.merge(Aggregate.from_dict(json.loads(text)))
-        else:
+        elif node.gateway.id not in self.handed_over:
             self.workers_lost.append(node.gateway.id)
 
     def _incomplete(self) -> dict:

@@ -51,43 +51,11 @@ from torch.export import Dim
 
 from implementations import torch_batched as tb
 from reference.cases import SsdCase, YoloCase
-from reference.outputs import layer_key
+from reference.outputs import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS, YOLO_LOSS_KEYS, YOLO_TARGET_KEYS, layer_key
 
-YOLO_LAYER_KEYS = (
-    "output",
-    "obj_mask",
-    "noobj_mask",
-    "tx",
-    "ty",
-    "tw",
-    "th",
-    "tconf",
-    "tcls",
-    "class_mask",
-    "iou_scores",
-    "loss_x",
-    "loss_y",
-    "loss_w",
-    "loss_h",
-    "loss_conf_obj",
-    "loss_conf_noobj",
-    "loss_conf",
-    "loss_cls",
-    "loss_total",
-    "grad",
-)
-SSD_KEYS = (
-    "matched",
-    "conf_t",
-    "loc_t",
-    "pos_mask",
-    "neg_mask",
-    "decoded",
-    "loss_l",
-    "loss_c",
-    "grad_loc",
-    "grad_conf",
-)
+# The graphs' outputs, in order: one YOLOv3 layer's keys (each becomes "layer{k}.{key}") and SSD's keys.
+YOLO_LAYER_KEYS = ("output", *YOLO_TARGET_KEYS, *YOLO_LOSS_KEYS, "grad")
+SSD_KEYS = (*SSD_TARGET_KEYS, "decoded", *SSD_LOSS_KEYS, *SSD_GRAD_KEYS)
 YOLO_INPUTS = ("x", "targets", "anchors", "img_dim", "ignore_thres", "obj_scale", "noobj_scale", "log_clamp")
 SSD_INPUTS = ("loc", "conf", "priors", "truths", "labels", "valid", "threshold", "neg_pos", "variances")
 
@@ -229,35 +197,24 @@ def _providers(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
-def _session(key: tuple, device: str, build) -> ort.InferenceSession:
-    """The cached InferenceSession of graph ``key`` on ``device``."""
+# loss -> (graph module, its example inputs and dynamic axes, input names, output names)
+GRAPHS = {
+    "yolo": (YoloGraph, yolo_example, YOLO_INPUTS, YOLO_LAYER_KEYS),
+    "ssd": (SsdGraph, ssd_example, SSD_INPUTS, SSD_KEYS),
+}
+
+
+def session(loss: str, dtype: str, device: str = "cpu") -> ort.InferenceSession:
+    """The cached InferenceSession of ``loss``'s graph ("yolo": one layer, "ssd") in
+    ``dtype`` on ``device``; one graph serves every shape, C and settings."""
+    key = (loss, dtype)
     if (key, device) not in _SESSIONS:
+        graph, example, inputs, outputs = GRAPHS[loss]
+        model = cached_model(key, lambda: export_model(graph(), *example(dtype), inputs, outputs))
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        _SESSIONS[(key, device)] = ort.InferenceSession(cached_model(key, build), options, providers=_providers(device))
+        _SESSIONS[(key, device)] = ort.InferenceSession(model, options, providers=_providers(device))
     return _SESSIONS[(key, device)]
-
-
-def yolo_session(dtype: str, device: str = "cpu"):
-    """Session of the YOLO layer graph; one graph serves every B, A, C, G, T, img_dim, settings."""
-    key = ("yolo", dtype)
-
-    def build():
-        args, dims = yolo_example(dtype)
-        return export_model(YoloGraph(), args, dims, YOLO_INPUTS, YOLO_LAYER_KEYS)
-
-    return _session(key, device, build)
-
-
-def ssd_session(dtype: str, device: str = "cpu"):
-    """Session of the SSD loss graph; one graph serves every B, P, C, truth count and settings."""
-    key = ("ssd", dtype)
-
-    def build():
-        args, dims = ssd_example(dtype)
-        return export_model(SsdGraph(), args, dims, SSD_INPUTS, SSD_KEYS)
-
-    return _session(key, device, build)
 
 
 class OnnxRuntimeAdapter:
@@ -279,7 +236,7 @@ class OnnxRuntimeAdapter:
         npd = np.dtype(dtype)
         targets = np.asarray(case.targets, dtype=npd).reshape(-1, 6)
         settings = yolo_inputs(case.settings, dtype)
-        sess = yolo_session(dtype, device)
+        sess = session("yolo", dtype, device)
         result, total = {}, 0.0
         for k, (x, anchors) in enumerate(zip(case.outputs, case.anchors)):
             x = np.asarray(x, dtype=npd)
@@ -307,7 +264,7 @@ class OnnxRuntimeAdapter:
         npd = np.dtype(dtype)
         boxes, labels, valid = tb.pad_truths(case.truths, npd)
         loc = np.asarray(case.loc, dtype=npd)
-        sess = ssd_session(dtype, device)
+        sess = session("ssd", dtype, device)
         values = sess.run(
             None,
             {

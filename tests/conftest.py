@@ -1,3 +1,8 @@
-"""The project's own tests share the suite's Hypothesis profiles (default, ci, thorough)."""
+"""The project's own tests share the suite's Hypothesis profiles: ``conformance`` unless
+``--hypothesis-profile`` names another (ci, thorough)."""
 
-from conformance import profiles  # noqa: F401
+from hypothesis import settings
+
+from conformance import profiles  # noqa: F401  (registers them)
+
+settings.load_profile("conformance")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from dataclasses import replace
 
@@ -300,53 +299,12 @@ def test_fixture_file_bad_input(fixture_dir, edit, fname, reason):
 
 # ---------------------------------------------------------------- python -m conformance repro
 
-ADAPTERS = '''
-from reference import ssd as rs
-from reference import yolo as ry
-
-
-class Reference:
-    """The float64 reference as an adapter."""
-    name, devices, dtypes = "ref64", ("cpu",), ("float64",)
-    def skip_reason(self, device):
-        return None
-    def yolo(self, case, device, dtype):
-        return ry.evaluate(case, prob_dtype=dtype)
-    def ssd(self, case, device, dtype):
-        return rs.evaluate(case)
-
-
-class YoloOnly:
-    name, devices, dtypes = "yolo-only", ("cpu",), ("float64",)
-    def skip_reason(self, device):
-        return None
-    def yolo(self, case, device, dtype):
-        return ry.evaluate(case, prob_dtype=dtype)
-
-
-class NoGpu(Reference):
-    name = "no-gpu"
-    def skip_reason(self, device):
-        return "no CUDA device here"
-
-
-class Broken(Reference):
-    name = "broken"
-    def skip_reason(self, device):
-        raise RuntimeError("driver not loaded")
-
-
-ref64, yolo_only, no_gpu, broken = Reference(), YoloOnly(), NoGpu(), Broken()
-'''
-
 
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory):
     """{what: path} of replay files and other things one might pass as the case."""
     root = tmp_path_factory.mktemp("repro")
-    (root / "bad_input_adapters.py").write_text(ADAPTERS)
-    sys.path.insert(0, str(root))
-    target = Subject("bad_input_adapters:ref64", None, "cpu", precision("float64"))
+    target = Subject("tests.adapters:Reference", None, "cpu", precision("float64"))
     paths = {
         "yolo": repro.save(YOLO_CASE, "test_property[x-yolo]", target, root).split()[4],
         "ssd": repro.save(SSD_CASE, "test_property[x-ssd]", target, root).split()[4],
@@ -363,8 +321,7 @@ def replay(tmp_path_factory):
     with zipfile.ZipFile(root / "empty.npz", "w"):
         pass
     paths["empty"] = str(root / "empty.npz")
-    yield paths
-    sys.path.remove(str(root))
+    return paths
 
 
 def _run(argv):
@@ -374,7 +331,7 @@ def _run(argv):
         return e.code
 
 
-REF = ["--impl", "bad_input_adapters:ref64", "--dtype", "float64"]
+REF = ["--impl", "tests.adapters:Reference", "--dtype", "float64"]
 REPRO = [  # (id, case, arguments after it, what the error line names, error repro.run raises or None)
     ("case-missing", "missing", REF, "no_such_case.npz: missing", FixtureError),
     ("case-is-a-directory", "dir", REF, "fixtures: a directory", FixtureError),
@@ -389,41 +346,41 @@ REPRO = [  # (id, case, arguments after it, what the error line names, error rep
         "--impl 'no_such_module:adapter'",
         AdapterLoadError,
     ),
-    ("impl-no-colon", "yolo", ["--impl", "bad_input_adapters"], "--impl 'bad_input_adapters'", AdapterLoadError),
+    ("impl-no-colon", "yolo", ["--impl", "tests.adapters"], "--impl 'tests.adapters'", AdapterLoadError),
     (
         "impl-no-attribute",
         "yolo",
-        ["--impl", "bad_input_adapters:nothing"],
-        "--impl 'bad_input_adapters:nothing'",
+        ["--impl", "tests.adapters:nothing"],
+        "--impl 'tests.adapters:nothing'",
         AdapterLoadError,
     ),
     (
         "impl-without-ssd",
         "ssd",
-        ["--impl", "bad_input_adapters:yolo_only", "--dtype", "float64"],
-        "yolo-only covers no SSD",
+        ["--impl", "tests.adapters:YoloReference", "--dtype", "float64"],
+        "yolo-reference covers no SSD",
         repro.ReproError,
     ),
-    ("device-tpu", "yolo", REF + ["--device", "tpu"], "--device tpu: ref64 runs on cpu", repro.ReproError),
+    ("device-tpu", "yolo", REF + ["--device", "tpu"], "--device tpu: reference runs on cpu", repro.ReproError),
     (
         "dtype-not-the-adapters",
         "yolo",
         REF + ["--dtype", "float32"],
-        "--dtype float32: ref64 computes in float64",
+        "--dtype float32: reference computes in float64",
         repro.ReproError,
     ),
-    ("default-dtype-float32", "yolo", REF[:2], "--dtype float32: ref64 computes in float64", repro.ReproError),
+    ("default-dtype-float32", "yolo", REF[:2], "--dtype float32: reference computes in float64", repro.ReproError),
     (
         "skip_reason-says-no",
         "yolo",
-        ["--impl", "bad_input_adapters:no_gpu", "--dtype", "float64"],
+        ["--impl", "tests.adapters:Gpu", "--device", "cuda", "--dtype", "float64"],
         "no CUDA device here",
         repro.ReproError,
     ),
     (
         "skip_reason-raises",
         "yolo",
-        ["--impl", "bad_input_adapters:broken", "--dtype", "float64"],
+        ["--impl", "tests.adapters:Broken", "--dtype", "float64"],
         "skip_reason('cpu') raised RuntimeError",
         repro.ReproError,
     ),
@@ -450,9 +407,9 @@ def test_repro_bad_input(replay, capsys, what, args, named, error):
 def test_repro_runs_the_good_files(replay, capsys):
     """The matrix above fails for its stated reason, not because the setup is broken."""
     for what in ("yolo", "ssd"):
-        argv = ["repro", replay[what], "--impl", "bad_input_adapters:ref64", "--dtype", "float64"]
+        argv = ["repro", replay[what], *REF]
         assert main(argv) == 0, capsys.readouterr()
-    assert f"case {SSD_CASE.name} (SSD) on ref64-cpu-float64" in capsys.readouterr().out
+    assert f"case {SSD_CASE.name} (SSD) on reference-cpu-float64" in capsys.readouterr().out
 
 
 def test_there_are_enough_classes():

@@ -2,13 +2,9 @@
 
 import importlib.util
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 from implementations import AdapterLoadError, load
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import run_python
 
 
 def runnable_here() -> list:
@@ -37,13 +33,7 @@ def tables(stdout: str) -> dict:
 
 
 def test_speed_quick_has_a_finite_ratio_per_implementation():
-    result = subprocess.run(
-        [sys.executable, "bench/speed.py", "--device", "cpu", "--quick", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python("bench/speed.py", "--device", "cpu", "--quick", "--rounds", "1", timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     found = tables(result.stdout)

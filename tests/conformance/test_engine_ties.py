@@ -26,6 +26,25 @@ def failures(checks):
     return sorted(c.quantity for c in checks if not c.passed)
 
 
+def sixteenths(rng, shape) -> np.ndarray:
+    """Logits drawn by ``rng`` (a seed or a np.random.Generator) on a 1/16 grid in [-4, 4):
+    exact in every dtype tested."""
+    return np.random.default_rng(rng).integers(-64, 64, shape) / 16
+
+
+def one_image_ssd(truths, priors, num_classes, seed, **settings) -> SsdCase:
+    """One image: ``truths`` (n, 5) over ``priors`` (P, 4) with loc (1, P, 4) and conf
+    (1, P, num_classes) logits drawn with ``seed`` on a 1/16 grid in [-4, 4)."""
+    rng = np.random.default_rng(seed)
+    return SsdCase(
+        loc=sixteenths(rng, (1, len(priors), 4)),
+        conf=sixteenths(rng, (1, len(priors), num_classes)),
+        priors=priors,
+        truths=(np.array(truths, dtype=np.float64),),
+        settings=SsdSettings(**settings),
+    )
+
+
 def last_tied(values, axis=-1):
     """argmax that takes the last index among exact ties."""
     flipped = np.flip(values, axis=axis)
@@ -184,35 +203,23 @@ def test_mismatch_message_names_count_share_and_index():
 def ssd_duplicate_priors():
     """Three identical priors: every truth ties over all three, so last-index tie breaking
     forces all of them onto prior 2, which only a joint move of the truths explains."""
-    truths = np.array(
-        [
-            [0.296875, 0.12109375, 0.98828125, 0.9453125, 0],
-            [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
-            [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1],
-            [0.15234375, 0.015625, 0.890625, 0.53125, 0],
-        ]
-    )
-    rng = np.random.default_rng(3)
-    return SsdCase(
-        loc=rng.integers(-64, 64, (1, 3, 4)) / 16,
-        conf=rng.integers(-64, 64, (1, 3, 3)) / 16,
-        priors=np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)),
-        truths=(truths,),
-        settings=SsdSettings(neg_pos=1),
-    )
+    truths = [
+        [0.296875, 0.12109375, 0.98828125, 0.9453125, 0],
+        [0.46484375, 0.80859375, 0.5390625, 0.9921875, 1],
+        [0.1328125, 0.33203125, 0.97265625, 0.47265625, 1],
+        [0.15234375, 0.015625, 0.890625, 0.53125, 0],
+    ]
+    return one_image_ssd(truths, np.tile([0.5, 0.5, 1.0, 1.0], (3, 1)), num_classes=3, seed=3, neg_pos=1)
 
 
 def ssd_boxes_overlapping_nothing():
     """Three tiny truths overlapping no prior (all IoUs 0, S5) and one that overlaps prior 0."""
-    truths = np.array(
-        [
-            [0.125, 0.125, 0.12890625, 0.12890625, 0],
-            [0, 0, 0.00390625, 0.00390625, 0],
-            [0, 0.00390625, 0.00390625, 0.0078125, 0],
-            [0, 0.0078125, 0.00390625, 0.01171875, 0],
-        ]
-    )
-    rng = np.random.default_rng(4)
+    truths = [
+        [0.125, 0.125, 0.12890625, 0.12890625, 0],
+        [0, 0, 0.00390625, 0.00390625, 0],
+        [0, 0.00390625, 0.00390625, 0.0078125, 0],
+        [0, 0.0078125, 0.00390625, 0.01171875, 0],
+    ]
     priors = np.array(
         [
             [0.125, 0.125, 0.0625, 0.0625],
@@ -221,12 +228,7 @@ def ssd_boxes_overlapping_nothing():
             [0.875, 0.375, 0.25, 0.25],
         ]
     )
-    return SsdCase(
-        loc=rng.integers(-64, 64, (1, 4, 4)) / 16,
-        conf=rng.integers(-64, 64, (1, 4, 2)) / 16,
-        priors=priors,
-        truths=(truths,),
-    )
+    return one_image_ssd(truths, priors, num_classes=2, seed=4)
 
 
 KEYS = {
@@ -255,7 +257,7 @@ def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
     cell keeps the fourth: only moving the three together explains tx .. th."""
     t = [0, 0, 0, 0, 0.00390625, 0.00390625]
     case = YoloCase(
-        outputs=(np.random.default_rng(5).integers(-64, 64, (1, 12, 2, 2)) / 16,),
+        outputs=(sixteenths(5, (1, 12, 2, 2)),),
         anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
         targets=np.array([t, [0, 0, 0, 0, 0.00390625, 0.01953125], t, t]),
         num_classes=1,
@@ -274,7 +276,7 @@ def test_yolo_placements_are_judged_on_tcls_too():
         [[0, 1, 0, 0, 1 / 256, 1 / 256], [0, 0, 0, 0, 1 / 256, 2 / 256], [0, 0, 0, 0, 1 / 256, 0.03515625]]
     )
     case = YoloCase(
-        outputs=(np.random.default_rng(6).integers(-64, 64, (1, 14, 1, 1)) / 16,),
+        outputs=(sixteenths(6, (1, 14, 1, 1)),),
         anchors=(np.array([[1.0, 2.0], [2.0, 1.0]]),),
         targets=targets,
         num_classes=2,
@@ -328,21 +330,14 @@ def test_yolo_anchor_tie_without_targets_among_saturated_logits(seed):
 def test_ssd_truths_sharing_a_forced_prior_move_together():
     """Truths tied over different prior sets that last-index tie breaking sends to one prior:
     only moving the truths that share a forced prior together explains it (float32)."""
-    truths = np.array(
-        [
-            [0.3984375, 0.0625, 0.71484375, 0.47265625, 4],
-            [0.5, 0.0, 0.5625, 0.0625, 3],
-            [0.6875, 0.00390625, 0.7890625, 1.0, 3],
-            [0.03125, 0.21875, 0.953125, 0.828125, 3],
-        ]
-    )
-    rng = np.random.default_rng(9)
-    case = SsdCase(
-        loc=rng.integers(-64, 64, (1, 4, 4)) / 16,
-        conf=rng.integers(-64, 64, (1, 4, 6)) / 16,
-        priors=ssd_strategies.grid_priors(2, (0.25,)),
-        truths=(truths,),
-    ).astype("float32")
+    truths = [
+        [0.3984375, 0.0625, 0.71484375, 0.47265625, 4],
+        [0.5, 0.0, 0.5625, 0.0625, 3],
+        [0.6875, 0.00390625, 0.7890625, 1.0, 3],
+        [0.03125, 0.21875, 0.953125, 0.828125, 3],
+    ]
+    priors = ssd_strategies.grid_priors(2, (0.25,))
+    case = one_image_ssd(truths, priors, num_classes=6, seed=9).astype("float32")
     out = ssd_last_prior_on_ties(case, "float32")
     del out["matched"]
     assert failures(ssd_compare.compare(case, out, "float32")) == []
@@ -354,7 +349,7 @@ def test_yolo_many_tied_decisions_are_searched_one_at_a_time():
     sides = (np.arange(9) + 1) / 64
     targets = np.array([[0, 0, (i % 3 + 0.5) / 3, (i // 3 + 0.5) / 3, s, s] for i, s in enumerate(sides)])
     case = YoloCase(
-        outputs=(np.random.default_rng(10).integers(-64, 64, (1, 12, 3, 3)) / 16,),
+        outputs=(sixteenths(10, (1, 12, 3, 3)),),
         anchors=(np.array([[16.0, 16.0], [16.0, 16.0]]),),
         targets=targets,
         num_classes=1,

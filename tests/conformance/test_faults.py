@@ -6,56 +6,17 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from conformance import report
-
-ROOT = Path(__file__).resolve().parents[2]
-
-FAULTY = '''
-import os
-import time
-
-from reference import ssd as rs
+from tests.processes import ROOT, run_pytest
 
 
-class Hang:
-    """SSD: the reference; YOLOv3: never returns."""
-    name, devices, dtypes = "hang", ("cpu",), ("float64",)
-
-    def skip_reason(self, device):
-        return None
-
-    def yolo(self, case, device, dtype):
-        time.sleep(3600)
-
-    def ssd(self, case, device, dtype):
-        return rs.evaluate(case)
-
-
-class Crash(Hang):
-    """YOLOv3: the process dies (as in a segfaulting kernel)."""
-    name = "crash"
-
-    def yolo(self, case, device, dtype):
-        os._exit(3)
-'''
-
-
-def pytest_run(tmp_path, *args, report_dir=None, tests="conformance/suite/test_coverage.py"):
-    (tmp_path / "faulty.py").write_text(FAULTY)
-    report_dir = report_dir or tmp_path / "reports"
-    cmd = [sys.executable, "-m", "pytest", tests, "-p", "no:cacheprovider", "--report-dir", str(report_dir), *args]
-    result = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)}
-    )
-    return result.returncode, result.stdout + result.stderr
+def pytest_run(tmp_path, *args, report_dir=None, tests="conformance/suite/test_coverage.py", cwd=ROOT):
+    """pytest on ``tests`` in ``cwd``, the report in ``report_dir`` (default tmp_path / "reports")."""
+    return run_pytest(tests, "--report-dir", report_dir or tmp_path / "reports", *args, cwd=cwd, timeout=300)
 
 
 def latest(tmp_path) -> dict:
@@ -68,7 +29,7 @@ def latest(tmp_path) -> dict:
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["plain", "xdist"])
 def test_hanging_adapter_fails_with_timeout_and_the_run_goes_on(tmp_path, xdist):
     code, out = pytest_run(
-        tmp_path, "--impl", "faulty:Hang", "--timeout", "2", "-k", "yolo-layer0.tx or ssd-loss_l", *xdist
+        tmp_path, "--impl", "tests.adapters:Hang", "--timeout", "2", "-k", "yolo-layer0.tx or ssd-loss_l", *xdist
     )
     assert code == 1, out[-3000:]
     assert "1 failed, 1 passed" in out and "Timeout" in out, out[-3000:]
@@ -80,9 +41,9 @@ def test_hanging_adapter_fails_with_timeout_and_the_run_goes_on(tmp_path, xdist)
 
 
 def test_default_timeout_is_shown_and_overridable(tmp_path):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "--co", "-q", "-v")
+    code, out = pytest_run(tmp_path, "--impl", "tests.adapters:Hang", "--co", "-q", "-v")
     assert code == 0 and "timeout: 300.0s" in out, out[-3000:]
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "--co", "-q", "-v", "--timeout", "7")
+    code, out = pytest_run(tmp_path, "--impl", "tests.adapters:Hang", "--co", "-q", "-v", "--timeout", "7")
     assert code == 0 and "timeout: 7.0s" in out, out[-3000:]
 
 
@@ -90,7 +51,7 @@ def test_default_timeout_is_shown_and_overridable(tmp_path):
 
 
 def test_crash_without_xdist_leaves_an_incomplete_report_and_the_test_it_died_in(tmp_path):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Crash", "-k", "ssd-loss_l or yolo-layer0.tx")
+    code, out = pytest_run(tmp_path, "--impl", "tests.adapters:Crash", "-k", "ssd-loss_l or yolo-layer0.tx")
     assert code == 3, out[-3000:]
     doc = latest(tmp_path)
     assert "process died" in doc["incomplete"]["reason"]
@@ -102,7 +63,7 @@ def test_crash_without_xdist_leaves_an_incomplete_report_and_the_test_it_died_in
 
 
 def test_crash_with_xdist_names_the_crashed_test_and_the_lost_worker(tmp_path):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Crash", "-n", "2", "-k", "ssd-loss or yolo-layer0.tx")
+    code, out = pytest_run(tmp_path, "--impl", "tests.adapters:Crash", "-n", "2", "-k", "ssd-loss or yolo-layer0.tx")
     assert code == 1, out[-3000:]
     doc = latest(tmp_path)
     crashed = "conformance/suite/test_coverage.py::test_returns[crash-cpu-float64-yolo-layer0.tx]"
@@ -116,7 +77,15 @@ def test_crash_with_xdist_names_the_crashed_test_and_the_lost_worker(tmp_path):
 
 def test_tests_never_run_after_xdist_gives_up_are_listed(tmp_path):
     code, out = pytest_run(
-        tmp_path, "--impl", "faulty:Crash", "-n", "1", "--max-worker-restart", "0", "-k", "yolo-layer0.output or ssd"
+        tmp_path,
+        "--impl",
+        "tests.adapters:Crash",
+        "-n",
+        "1",
+        "--max-worker-restart",
+        "0",
+        "-k",
+        "yolo-layer0.output or ssd",
     )
     assert code != 0, out[-3000:]
     never = latest(tmp_path)["incomplete"]["not_run"]
@@ -124,7 +93,7 @@ def test_tests_never_run_after_xdist_gives_up_are_listed(tmp_path):
 
 
 def test_complete_run_has_no_incomplete_section(tmp_path):
-    code, out = pytest_run(tmp_path, "--impl", "faulty:Hang", "-k", "ssd-loss")
+    code, out = pytest_run(tmp_path, "--impl", "tests.adapters:Hang", "-k", "ssd-loss")
     assert code == 0, out[-3000:]
     assert "incomplete" not in latest(tmp_path)
     assert not list((tmp_path / "reports").glob("*.log"))
@@ -210,7 +179,7 @@ def test_report_dir_that_cannot_be_created_is_a_usage_error_at_start(tmp_path):
     code, out = pytest_run(
         tmp_path,
         "--impl",
-        "faulty:Hang",
+        "tests.adapters:Hang",
         "-k",
         "test_fixture and S2_truth_equals_prior",
         report_dir=tmp_path / "a_file" / "reports",
@@ -221,52 +190,22 @@ def test_report_dir_that_cannot_be_created_is_a_usage_error_at_start(tmp_path):
     assert "Traceback" not in out and "passed" not in out
 
 
-WRONG = '''
-from reference import yolo as ry
-
-
-class Wrong:
-    """YOLOv3: every loss doubled."""
-    name, devices, dtypes = "wrong", ("cpu",), ("float64",)
-
-    def skip_reason(self, device):
-        return None
-
-    def yolo(self, case, device, dtype):
-        return {k: 2 * v if "loss" in k else v for k, v in ry.evaluate(case, prob_dtype=dtype).items()}
-'''
-
-
 def test_failing_cases_are_saved_under_the_report_dir(tmp_path):
-    (tmp_path / "wrong.py").write_text(WRONG)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(ROOT / "conformance" / "suite" / "test_fixtures.py"),
-        "-p",
-        "no:cacheprovider",
+    code, out = pytest_run(
+        tmp_path,
         "--rootdir",
-        str(ROOT),
+        ROOT,
         "--impl",
-        "wrong:Wrong",
+        "tests.adapters:DoubleLoss",
         "-k",
         "test_fixture and (Y1_decode or Y2_single_anchor)",
-        "--report-dir",
-        str(tmp_path / "out"),
-    ]
-    result = subprocess.run(
-        cmd,
+        report_dir=tmp_path / "out",
+        tests=ROOT / "conformance" / "suite" / "test_fixtures.py",
         cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
     )
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out[-3000:]
+    assert code == 1, out[-3000:]
     saved = sorted(p.name for p in (tmp_path / "out" / "failures").glob("*.npz"))
     assert len(saved) == 2, (saved, out[-3000:])
     assert f"python -m conformance repro {tmp_path / 'out' / 'failures'}" in out

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from conformance import corpus, fixtures
 from conformance.families.ssd import corpus as ssd_corpus
 from conformance.families.yolo import corpus as yolo_corpus
 from conformance.fixtures import FixtureError
+from tests.processes import ROOT, run_pytest
 
 
 def _fake_expected(case) -> dict:
@@ -315,20 +313,6 @@ def test_regen_on_an_unchanged_tree_writes_nothing(tmp_path):
 
 # ---------------------------------------------------------------- a bad fixture does not stop the run
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_ADAPTER = """
-from reference import yolo as ry
-
-class Reference:
-    name, devices, dtypes = "ref64", ("cpu",), ("float64",)
-    def skip_reason(self, device):
-        return None
-    def yolo(self, case, device, dtype):
-        return ry.evaluate(case, prob_dtype=dtype)
-
-adapter = Reference()
-"""
-
 
 def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
     """A copy of the suite whose fixtures/ holds an edited file and an npz without
@@ -344,27 +328,11 @@ def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     _resign(directory, "Y8_no_targets.npz", buf.getvalue())
-    (copy / "reference_adapter.py").write_text(REFERENCE_ADAPTER)
 
     def pytest_run(*args):
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "conformance",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--impl",
-            "reference_adapter:adapter",
-            "--report-dir",
-            str(tmp_path / "reports"),
-            *args,
-        ]
-        done = subprocess.run(
-            cmd, cwd=copy, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(copy)}
-        )
-        return done.returncode, done.stdout + done.stderr
+        """The copy's suite on the YOLOv3 reference (tests.adapters from the repository)."""
+        report = ["--report-dir", tmp_path / "reports"]
+        return run_pytest("conformance", "-q", "--impl", "tests.adapters:YoloReference", *report, *args, cwd=copy)
 
     code, out = pytest_run("--co")
     assert code == 0, out[-3000:]
@@ -379,22 +347,6 @@ def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
 
 # ---------------------------------------------------------------- replay files
 
-WRONG_LOSS_C = '''
-from reference import ssd as rs
-
-class WrongLossC:
-    """The SSD reference with loss_c off by one: fails every fixture."""
-    name, devices, dtypes = "wrong-loss-c", ("cpu",), ("float64",)
-    def skip_reason(self, device):
-        return None
-    def ssd(self, case, device, dtype):
-        out = rs.evaluate(case)
-        out["loss_c"] = out["loss_c"] + 1.0
-        return out
-
-adapter = WrongLossC()
-'''
-
 
 def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, capsys):
     """Several failing fixtures of one implementation leave one file each, named after the
@@ -406,10 +358,8 @@ def test_each_failing_fixture_leaves_its_own_replay_file(tmp_path, monkeypatch, 
     from conformance.plugin import check
     from reference.precision import precision
 
-    (tmp_path / "wrong_loss_c.py").write_text(WRONG_LOSS_C)
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    spec = "wrong_loss_c:adapter"
+    spec = "tests.adapters:DoubleLoss"  # SSD: loss_c doubled
     subject = Subject(spec, implementations.load(spec), "cpu", precision("float64"))
     cases = [ssd_corpus.s6_iou_exactly_half(), ssd_corpus.s7_custom_variances(), ssd_corpus.s11_two_images()]
     commands = {}

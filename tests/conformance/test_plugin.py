@@ -1,53 +1,25 @@
 """The suite's pytest plugin: --impl, the header, expected-failure files, failure output."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-ADAPTER = '''
-from dataclasses import replace
-from reference import yolo as ry
-
-class FirstRowWins:
-    """YOLOv3 only, float64: the reference, except that colliding targets keep the first row."""
-    name, devices, dtypes = "first-row", ("cpu",), ("float64",)
-    def skip_reason(self, device):
-        return None
-    def yolo(self, case, device, dtype):
-        return ry.evaluate(replace(case, targets=case.targets[::-1].copy()), prob_dtype=dtype)
-
-adapter = FirstRowWins()
-'''
+from tests.adapters import UNLOADABLE
+from tests.processes import run_pytest
 
 
 def run_suite(tmp_path, *args):
-    (tmp_path / "first_row.py").write_text(ADAPTER)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
+    return run_pytest(
         "conformance/suite/test_fixtures.py",
-        "-p",
-        "no:cacheprovider",
         "-rxXs",
         "--impl",
-        "first_row:adapter",
+        "tests.adapters:FirstRowWins",
         "-k",
         "Y5_two_targets_one_cell and test_fixture",
         "--report-dir",
-        str(tmp_path / "reports"),
+        tmp_path / "reports",
         *args,
-    ]
-    result = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(tmp_path)}
     )
-    return result.returncode, result.stdout + result.stderr
 
 
 def test_wrong_implementation_fails_with_message_and_repro(tmp_path):
@@ -68,60 +40,10 @@ def test_xfails_file_turns_it_into_an_expected_failure_and_warns_on_unmatched(tm
     assert "xfails.txt:3: xfail pattern '*no_such_test*' matches no test" in out
 
 
-def test_bad_impl_spec_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "conformance",
-            "--impl",
-            "no_such_module:adapter",
-            "-p",
-            "no:cacheprovider",
-            "--co",
-            "-q",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0
-    assert "--impl 'no_such_module:adapter'" in result.stdout + result.stderr
-
-
-# ---------------------------------------------------------------- adapters for the checks below
-
-REFERENCE = '''
-from reference import ssd as rs
-from reference import yolo as ry
-
-
-class Reference:
-    """The float64 reference; keys ending in one of ``drop`` are left out."""
-    name, devices, dtypes, drop = "ref", ("cpu",), ("float64",), ()
-
-    def skip_reason(self, device):
-        return None
-
-    def yolo(self, case, device, dtype):
-        return {k: v for k, v in ry.evaluate(case, prob_dtype=dtype).items() if not k.endswith(self.drop)}
-
-    def ssd(self, case, device, dtype):
-        return {k: v for k, v in rs.evaluate(case).items() if not k.endswith(self.drop)}
-'''
-
-
-def pytest_run(tmp_path, modules: dict, *args):
-    """Run ``pytest *args`` in the repository with ``modules`` ({name: source}) importable;
-    (exit code, stdout + stderr)."""
-    for name, source in modules.items():
-        (tmp_path / f"{name}.py").write_text(source)
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--report-dir", str(tmp_path / "reports"), *args]
-    result = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(tmp_path)}
-    )
-    return result.returncode, result.stdout + result.stderr
+def pytest_run(tmp_path, *args):
+    """Run ``pytest *args`` in the repository with its report under ``tmp_path`` and
+    ``tmp_path`` importable; (exit code, stdout + stderr)."""
+    return run_pytest("--report-dir", tmp_path / "reports", *args, path=[tmp_path])
 
 
 def assert_usage_error(code, out, message):
@@ -134,34 +56,16 @@ def assert_usage_error(code, out, message):
 
 # ---------------------------------------------------------------- issue 8, item 5: omitted keys
 
-OMITTING = (
-    REFERENCE
-    + """
-
-class Omitting(Reference):
-    name, drop = "omitting", (".obj_mask", ".tx", ".tcls", ".loss_x", ".loss_cls", "conf_t", "loss_c", "grad_conf")
-
-
-class Misshapen(Reference):
-    name = "misshapen"
-
-    def yolo(self, case, device, dtype):
-        out = super().yolo(case, device, dtype)
-        return {**out, "layer0.obj_mask": out["layer0.obj_mask"][..., :-1]}
-"""
-)
-
 
 def test_omitted_keys_are_skips_with_the_reason_and_listed_in_the_report(tmp_path):
     code, out = pytest_run(
         tmp_path,
-        {"omitting": OMITTING},
         "conformance/suite/test_coverage.py",
         "-rs",
         "--impl",
-        "omitting:Omitting",
+        "tests.adapters:Omitting",
         "--impl",
-        "omitting:Misshapen",
+        "tests.adapters:Misshapen",
     )
     assert code == 1, out[-3000:]
     missing_yolo = ["layer0.loss_cls", "layer0.loss_x", "layer0.obj_mask", "layer0.tcls", "layer0.tx"]
@@ -188,40 +92,29 @@ def test_omitted_keys_are_skips_with_the_reason_and_listed_in_the_report(tmp_pat
     "option,value,valid", [("--device", "cdua", "cpu"), ("--dtype", "flaot64", "float64, float32, float16, bfloat16")]
 )
 def test_unknown_device_or_dtype_is_a_usage_error(tmp_path, option, value, valid):
-    code, out = pytest_run(tmp_path, {"ref": REFERENCE}, "conformance", "--impl", "ref:Reference", option, value)
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "tests.adapters:Reference", option, value)
     assert_usage_error(code, out, f"{option} {value!r}: not one of {valid}")
 
 
 def test_bad_declaration_is_a_usage_error_at_start(tmp_path):
-    bad = REFERENCE + "\n\nclass Bad(Reference):\n    devices = 'cpu'\n"
-    code, out = pytest_run(tmp_path, {"bad": bad}, "conformance", "--impl", "bad:Bad")
-    assert_usage_error(code, out, "--impl 'bad:Bad': devices = 'cpu': expected a non-empty sequence of str")
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "tests.adapters:BadDeclaration")
+    assert_usage_error(
+        code, out, "--impl 'tests.adapters:BadDeclaration': devices = 'cpu': expected a non-empty sequence of str"
+    )
 
 
 # ---------------------------------------------------------------- issue 8, item 7: requested but cannot run
 
-GPU = (
-    REFERENCE
-    + """
-
-class Gpu(Reference):
-    name, devices = "gpu", ("cpu", "cuda")
-
-    def skip_reason(self, device):
-        return "no CUDA device here" if device == "cuda" else None
-"""
-)
-
 
 def test_requested_device_that_cannot_run_is_a_usage_error_with_the_reason(tmp_path):
-    code, out = pytest_run(tmp_path, {"gpu": GPU}, "conformance", "--impl", "gpu:Gpu", "--device", "cuda")
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "tests.adapters:Gpu", "--device", "cuda")
     assert_usage_error(
         code, out, "--device cuda: no selected implementation can run: gpu-cuda-float64: no CUDA device here"
     )
 
 
 def test_requested_dtype_no_adapter_declares_is_a_usage_error_naming_the_declarations(tmp_path):
-    code, out = pytest_run(tmp_path, {"gpu": GPU}, "conformance", "--impl", "gpu:Gpu", "--dtype", "float32")
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "tests.adapters:Gpu", "--dtype", "float32")
     assert_usage_error(
         code,
         out,
@@ -232,10 +125,9 @@ def test_requested_dtype_no_adapter_declares_is_a_usage_error_naming_the_declara
 def test_without_device_option_what_cannot_run_is_skipped(tmp_path):
     code, out = pytest_run(
         tmp_path,
-        {"gpu": GPU},
         "conformance/suite/test_coverage.py",
         "--impl",
-        "gpu:Gpu",
+        "tests.adapters:Gpu",
         "-k",
         "gpu-cuda and layer0.tx",
         "-rs",
@@ -246,36 +138,21 @@ def test_without_device_option_what_cannot_run_is_skipped(tmp_path):
 
 # ---------------------------------------------------------------- issue 9, item 9: loading and options
 
-LOAD_ERRORS = [
-    ("1 / 0\n", "adapter", "importing bad raised ZeroDivisionError: division by zero"),
-    ("def broken(:\n", "adapter", "importing bad raised SyntaxError: invalid syntax"),
-    (
-        "def adapter(path):\n    return None\n",
-        "adapter",
-        "calling adapter() with no argument raised TypeError: adapter() missing 1 required positional argument",
-    ),
-    ("x = 1\n", "adapter", "module bad has no attribute 'adapter'"),
-    (
-        REFERENCE + "\n\nclass Raising(Reference):\n    def skip_reason(self, device):\n"
-        "        raise RuntimeError('driver gone')\n",
-        "Raising",
-        "ref: skip_reason('cpu') raised RuntimeError: driver gone",
-    ),
-]
+
+@pytest.mark.parametrize("source,message", [u[1:] for u in UNLOADABLE], ids=[u[0] for u in UNLOADABLE])
+def test_adapter_that_cannot_load_is_a_one_line_usage_error(tmp_path, source, message):
+    (tmp_path / "bad.py").write_text(source)
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "bad:adapter", "--co", "-q")
+    assert_usage_error(code, out, message.format(module="bad"))
 
 
-@pytest.mark.parametrize(
-    "source,attr,message",
-    LOAD_ERRORS,
-    ids=["raises-at-import", "syntax-error", "factory-needs-argument", "no-attribute", "skip-reason-raises"],
-)
-def test_adapter_that_cannot_load_is_a_one_line_usage_error(tmp_path, source, attr, message):
-    code, out = pytest_run(tmp_path, {"bad": source}, "conformance", "--impl", f"bad:{attr}", "--co", "-q")
-    assert_usage_error(code, out, message)
+def test_skip_reason_that_raises_is_a_one_line_usage_error(tmp_path):
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "tests.adapters:Broken", "--co", "-q")
+    assert_usage_error(code, out, "broken: skip_reason('cpu') raised RuntimeError: driver not loaded")
 
 
 def test_bad_impl_spec_is_a_usage_error(tmp_path):
-    code, out = pytest_run(tmp_path, {}, "conformance", "--impl", "no_such_module:adapter", "--co", "-q")
+    code, out = pytest_run(tmp_path, "conformance", "--impl", "no_such_module:adapter", "--co", "-q")
     assert_usage_error(
         code,
         out,
@@ -287,10 +164,9 @@ def test_bad_impl_spec_is_a_usage_error(tmp_path):
 def test_missing_xfails_file_is_a_usage_error(tmp_path):
     code, out = pytest_run(
         tmp_path,
-        {"ref": REFERENCE},
         "conformance",
         "--impl",
-        "ref:Reference",
+        "tests.adapters:Reference",
         "--xfails-file",
         str(tmp_path / "nope.txt"),
         "--co",

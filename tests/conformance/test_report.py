@@ -278,10 +278,7 @@ def test_writers(tmp_path):
 _SUITE_CONFTEST = """
 from conformance.report import ReportPlugin
 
-def pytest_addoption(parser):
-    parser.addoption("--report-dir", default="reports")
-
-def pytest_configure(config):
+def pytest_configure(config):  # --report-dir is the installed plugin's option (inactive here)
     config.pluginmanager.register(ReportPlugin(config), "conformance-report")
 
 def pytest_collection_modifyitems(items):  # as conformance/conftest.py does

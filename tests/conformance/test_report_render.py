@@ -4,84 +4,38 @@ and the first failure with its repro command are on the first screen.
 Skipped when no Chromium is installed (Debian: ``apt-get install chromium``).
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scripts import render_report
+from tests.processes import run_pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 SIZE = (1400, 900)
 
 pytestmark = pytest.mark.skipif(
     render_report.find_chromium() is None, reason="chromium is not installed (Debian: apt-get install chromium)"
 )
 
-ADAPTERS = '''
-from dataclasses import replace
-
-from reference import ssd as rs
-from reference import yolo as ry
-
-
-class Reference:
-    """The float64 reference itself: passes."""
-    name, devices, dtypes = "reference", ("cpu",), ("float64",)
-
-    def skip_reason(self, device):
-        return None
-
-    def yolo(self, case, device, dtype):
-        return ry.evaluate(case, prob_dtype=dtype)
-
-    def ssd(self, case, device, dtype):
-        return rs.evaluate(case)
-
-
-class Reversed:
-    """YOLOv3 only: truths taken in reverse order, so where two share a cell the first wins
-    (the spec says the last); no class targets (tcls) returned."""
-    name, devices, dtypes = "reversed", ("cpu",), ("float64",)
-
-    def skip_reason(self, device):
-        return None
-
-    def yolo(self, case, device, dtype):
-        out = ry.evaluate(replace(case, targets=case.targets[::-1].copy()), prob_dtype=dtype)
-        return {k: v for k, v in out.items() if not k.endswith(".tcls")}
-'''
-
 
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory) -> Path:
-    """The HTML report of a small run (fixtures and coverage) in which "reversed" fails."""
+    """The HTML report of a small run (fixtures and coverage) in which "first-row" fails."""
     tmp = tmp_path_factory.mktemp("render")
-    (tmp / "render_adapters.py").write_text(ADAPTERS)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
+    code, out = run_pytest(
         "conformance",
-        "-p",
-        "no:cacheprovider",
         "--hypothesis-profile",
         "ci",
         "--impl",
-        "render_adapters:Reference",
+        "tests.adapters:Reference",
         "--impl",
-        "render_adapters:Reversed",
+        "tests.adapters:FirstRowWins",
         "-k",
         "test_fixture or test_returns",
         "--report-dir",
-        str(tmp / "reports"),
-    ]
-    done = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(tmp)}
+        tmp / "reports",
     )
-    assert done.returncode == 1, (done.stdout + done.stderr)[-3000:]
+    assert code == 1, out[-3000:]
     return tmp / "reports" / "latest.html"
 
 
@@ -138,13 +92,13 @@ def test_summary_and_first_failure_with_its_repro_command_on_the_first_screen(re
     layout = render_report.boxes(report_html, size=SIZE)
     assert first_screen_problems(layout) == []
     boxes = layout["boxes"]
-    assert "reversed" in boxes["#summary"]["text"] and "reference" in boxes["#summary"]["text"]
+    assert "first-row" in boxes["#summary"]["text"] and "reference" in boxes["#summary"]["text"]
     assert (
-        "--impl render_adapters:Reversed --device cpu --dtype float64"
+        "--impl tests.adapters:FirstRowWins --device cpu --dtype float64"
         in boxes["#failures .failure .repro code"]["text"]
     )
     assert "Mismatched elements" in boxes["#failures .failure pre"]["text"]
-    assert "reversedcpufloat64yololayer0.tcls" in boxes["#coverage"]["text"]  # textContent of the row
+    assert "first-rowcpufloat64yololayer0.tcls" in boxes["#coverage"]["text"]  # textContent of the row
     png = render_report.screenshot(report_html, tmp_path / "report.png", size=SIZE)
     assert render_report.png_size(png) == SIZE
 

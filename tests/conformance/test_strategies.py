@@ -43,24 +43,23 @@ def reach(strategy, condition):
     return find(strategy, condition, settings=SEARCH)
 
 
-def rate(strategy, condition, draws: int = 100) -> float:
-    """Fraction of ``draws`` generated examples satisfying ``condition`` (derandomized)."""
-    hits = []
+def drawn(strategy, draws: int) -> list:
+    """The first ``draws`` examples ``strategy`` generates, derandomized as SEARCH: the
+    same draws on every run."""
+    examples = []
 
-    @settings(
-        max_examples=draws,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(SEARCH, max_examples=draws)
     @given(strategy)
-    def collect(case):
-        hits.append(bool(condition(case)))
+    def collect(example):
+        examples.append(example)
 
     collect()
-    return float(np.mean(hits))
+    return examples
+
+
+def rate(strategy, condition, draws: int = 100) -> float:
+    """Fraction of ``draws`` generated examples satisfying ``condition`` (derandomized)."""
+    return float(np.mean([bool(condition(case)) for case in drawn(strategy, draws)]))
 
 
 def assert_rate(feature_strategy, condition, at_least: float):
@@ -343,7 +342,13 @@ def test_ssd_reaches_tied_mining_scores():
 
 
 def test_ssd_reaches_ssd300_priors():
-    reach(SS.ssd_cases(features=("plain",)), lambda c: len(c.priors) == 8732)
+    """Rare by design (1 prior kind in 23). Hypothesis' generation is not independent draws:
+    it mutates earlier examples and mixes in constants from the source of the modules
+    loaded, so which draw first reaches it depends on what else is imported (measured: draw
+    90 with the strategies alone, none in 300 with the pytest plugin loaded, draw 434 then)."""
+    find(
+        SS.ssd_cases(features=("plain",)), lambda c: len(c.priors) == 8732, settings=settings(SEARCH, max_examples=1500)
+    )
 
 
 def test_ssd_reaches_saturated_logits():
@@ -357,21 +362,7 @@ def test_ssd_reaches_saturated_logits():
 def test_default_mix_draws_every_feature(family):
     """The default yolo_cases() / ssd_cases() reach every feature within 300 draws."""
     strategy, features = {"yolo": (YS.yolo_cases(), YS.YOLO_FEATURES), "ssd": (SS.ssd_cases(), SS.SSD_FEATURES)}[family]
-    names = set()
-
-    @settings(
-        max_examples=300,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(strategy)
-    def collect(case):
-        names.add(case.name.removeprefix(f"generated {family} "))
-
-    collect()
+    names = {case.name.removeprefix(f"generated {family} ") for case in drawn(strategy, 300)}
     assert names == set(features)
 
 

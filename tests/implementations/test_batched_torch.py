@@ -153,30 +153,23 @@ def test_yolo_closed_form_gradient_equals_autograd(dtype):
     torch.testing.assert_close(closed, auto, rtol=1e-5, atol=1e-7)
 
 
-def test_ssd_closed_form_gradient_equals_autograd():
-    case = ssd_case("shared")
+def ssd_tensors(case) -> tuple:
+    """multibox_loss's array arguments for ``case`` as tensors: loc, conf, priors and the
+    truths padded to boxes, labels, valid (tb.pad_truths)."""
     boxes, labels, valid = tb.pad_truths(case.truths)
-    loc = torch.tensor(case.loc, requires_grad=True)
-    conf = torch.tensor(case.conf, requires_grad=True)
-    out = tb.multibox_loss(
-        loc, conf, torch.tensor(case.priors), torch.tensor(boxes), torch.tensor(labels), torch.tensor(valid)
-    )
+    return tuple(torch.tensor(a) for a in (case.loc, case.conf, case.priors, boxes, labels, valid))
+
+
+def test_ssd_closed_form_gradient_equals_autograd():
+    loc, conf, *rest = ssd_tensors(ssd_case("shared"))
+    out = tb.multibox_loss(loc.requires_grad_(), conf.requires_grad_(), *rest)
     auto = torch.autograd.grad(out["loss_l"] + out["loss_c"], (loc, conf))
     for closed, a in zip(tb.ssd_grad(loc, conf, out), auto):
         torch.testing.assert_close(closed, a, rtol=1e-12, atol=1e-15)
 
 
 def test_topk_mining_selects_the_same_negatives_without_ties():
-    case = ssd_case("shared")
-    boxes, labels, valid = tb.pad_truths(case.truths)
-    args = (
-        torch.tensor(case.loc),
-        torch.tensor(case.conf),
-        torch.tensor(case.priors),
-        torch.tensor(boxes),
-        torch.tensor(labels),
-        torch.tensor(valid),
-    )
+    args = ssd_tensors(ssd_case("shared"))
     by_sort = tb.multibox_loss(*args)
     by_topk = tb.multibox_loss(*args, topk=True)
     assert torch.equal(by_sort["neg_mask"], by_topk["neg_mask"])
@@ -195,16 +188,7 @@ def test_tensor_settings_equal_python_settings():
         torch.testing.assert_close(by_tensor[key], value, rtol=0, atol=0, msg=key)
     grads = [torch.autograd.grad(o["loss_total"], x)[0] for o in (by_float, by_tensor)]
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
-    ssd = ssd_case("shared")
-    boxes, labels, valid = tb.pad_truths(ssd.truths)
-    sargs = (
-        torch.tensor(ssd.loc),
-        torch.tensor(ssd.conf),
-        torch.tensor(ssd.priors),
-        torch.tensor(boxes),
-        torch.tensor(labels),
-        torch.tensor(valid),
-    )
+    sargs = ssd_tensors(ssd_case("shared"))
     by_float = tb.multibox_loss(*sargs, 0.375, 1, (0.125, 0.25), topk=True)
     v = torch.tensor([0.125, 0.25])
     by_tensor = tb.multibox_loss(*sargs, torch.tensor(0.375), torch.tensor(1), (v[0], v[1]), topk=True)

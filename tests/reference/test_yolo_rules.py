@@ -307,25 +307,18 @@ def test_Y12_iou_scores_plus_one_pixel_convention():
     assert_allclose(yolo.bbox_iou_plus_one(one, np.array([[0.5, 0.5, 0.5, 0.5]])), [0.5625])
 
 
-def test_Y13_invalid_input_raises_typed_error():
-    case = YoloCase(
-        outputs=(zeros_x(),),
-        anchors=(ANCHORS,),
-        targets=np.array([[0, 2, 0.5, 0.5, 0.5, 0.5]]),
-        num_classes=C,
-        img_dim=IMG,
-    )
-    with pytest.raises(LabelError, match=r"targets\[0\] = 2\.0"):
+@pytest.mark.parametrize(
+    "target,error,message",
+    [
+        ([0, 2, 0.5, 0.5, 0.5, 0.5], LabelError, r"targets\[0\] = 2\.0"),  # class C
+        ([0, 1, 0.5, 0.5, 0.0, 0.5], CoordinateError, r"targets\[0\] = 0\.0"),  # w = 0
+    ],
+    ids=["label", "zero-width"],
+)
+def test_Y13_invalid_input_raises_typed_error(target, error, message):
+    case = YoloCase(outputs=(zeros_x(),), anchors=(ANCHORS,), targets=np.array([target]), num_classes=C, img_dim=IMG)
+    with pytest.raises(error, match=message):
         yolo.evaluate(case)
-    bad_w = YoloCase(
-        outputs=(zeros_x(),),
-        anchors=(ANCHORS,),
-        targets=np.array([[0, 1, 0.5, 0.5, 0.0, 0.5]]),
-        num_classes=C,
-        img_dim=IMG,
-    )
-    with pytest.raises(CoordinateError, match=r"targets\[0\] = 0\.0"):
-        yolo.evaluate(bad_w)
 
 
 def test_Y14_float64_throughout_and_rounded_case_uses_same_rules():

@@ -42,6 +42,7 @@ class SsdFlags:
     beta: float = 1.0  # S11: smooth-L1 beta
     empty: str = "zero"  # S12: "nan": divide by N = 0 as the seed does
     empty_image_negatives: bool = False  # S13: True mines neg_pos negatives in images without truths
+    empty_image: str = "skip"  # S13: "match": match against no truth, as the seed does (its max() fails)
     conf_dtype: str | None = None  # numerics: "float16" stores conf in float16 before the loss
     clamp_inputs_in_place: float | None = None  # writes clip(conf, ±value) into the caller's array
     return_matched: bool = False  # the seed keeps its match indices internal
@@ -153,7 +154,7 @@ def multibox_loss(case, dtype: str, flags: SsdFlags = SsdFlags()) -> dict:
     matched = torch.full((num, num_priors), -1, dtype=torch.long)
     for idx in range(num):
         target = torch.tensor(np.asarray(case.truths[idx]), dtype=dt).reshape(-1, 5)
-        if len(target) == 0:  # S13: no positives, no match
+        if len(target) == 0 and flags.empty_image == "skip":  # S13: no positives, no match
             continue
         loc, conf, best_truth_idx = match(
             case.settings.threshold, target[:, :-1], priors, variances, target[:, -1].long(), flags

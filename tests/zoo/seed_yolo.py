@@ -26,7 +26,7 @@ class YoloFlags:
     layout: str = "anchor_major"  # Y1: x viewed (B, A, C+5, G, G); "channel_major": (B, C+5, A, G, G)
     anchor_rule: str = "wh_iou"  # Y2: "side_ratio": smallest max(w/aw, aw/w, h/ah, ah/h)
     anchor_ties: str = "first"  # Y2: "last": the highest tied anchor index
-    cell: str = "floor"  # Y3: "round": the nearest integer
+    cell: str = "floor"  # Y3: "round": the nearest integer; "truncate": the seed's, no clamp (IndexError at cx = 1)
     ignore_op: str = ">"  # Y4: ">=" also ignores wh-IoU equal to ignore_thres
     ignore_other_anchors: bool = True  # Y4: False clears noobj at the best anchor only
     winner: str = "last"  # Y5: "first": the first colliding row sets tx .. th
@@ -105,6 +105,8 @@ def build_targets(pred_boxes, pred_cls, target, anchors, anchors_px, ignore_thre
     gw, gh = gwh.t()
     if flags.cell == "round":
         gi, gj = torch.round(gxy).long().clamp(0, G - 1).t()
+    elif flags.cell == "truncate":
+        gi, gj = gxy.long().t()
     else:
         gi, gj = gxy.long().clamp(max=G - 1).t()
     obj_mask[b, best_n, gj, gi] = True

@@ -1,6 +1,6 @@
 """SSD (ssd.pytorch's MultiBoxLoss: matching, encoding, hard negative mining; rules S1..S14)."""
 
-from conformance.families.ssd import compare, corpus, schema, strategies
+from conformance.families.ssd import compare, corpus, limitations, schema, strategies
 from conformance.family import Family
 from reference import ssd
 from reference.cases import SsdCase
@@ -21,4 +21,5 @@ FAMILY = Family(
     input_problem=schema.input_problem,
     input_key="input.loc",
     probe="S2_truth_equals_prior",
+    limitations=limitations.LIMITATIONS,
 )

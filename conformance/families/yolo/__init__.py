@@ -1,6 +1,6 @@
 """YOLOv3 (PyTorch-YOLOv3's YOLOLayer and build_targets, spec rules Y1..Y14)."""
 
-from conformance.families.yolo import compare, corpus, schema, strategies
+from conformance.families.yolo import compare, corpus, limitations, schema, strategies
 from conformance.family import Family
 from reference import yolo
 from reference.cases import YoloCase
@@ -21,4 +21,5 @@ FAMILY = Family(
     input_problem=schema.input_problem,
     input_key="input.targets",
     probe="Y1_decode",
+    limitations=limitations.LIMITATIONS,
 )

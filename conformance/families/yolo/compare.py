@@ -237,32 +237,14 @@ def _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec):
             )
         )
     # tx, ty: gx = cx·G is one rounded product (error u·G); subtracting the cell index is exact.
-    for key in ("tx", "ty"):
+    # tw, th: the log of a ratio with ≤ 4 roundings in it (size_target_error).
+    for key in ("tx", "ty", "tw", "th"):
         if key in impl:
-            checks.append(
-                continuous(
-                    pre + key,
-                    impl[key],
-                    built[key],
-                    tol.allowed(built[key], u, atol=u * grid),
-                    prec,
-                    where=obj,
-                    ties=ties,
-                )
-            )
-    for key in ("tw", "th"):
-        if key in impl:
-            checks.append(
-                continuous(
-                    pre + key,
-                    impl[key],
-                    built[key],
-                    tol.SAFETY * size_target_error(built[key], case, k, prec),
-                    prec,
-                    where=obj,
-                    ties=ties,
-                )
-            )
+            if key in ("tx", "ty"):
+                allowed = tol.allowed(built[key], u, atol=u * grid)
+            else:
+                allowed = tol.SAFETY * size_target_error(built[key], case, k, prec)
+            checks.append(continuous(pre + key, impl[key], built[key], allowed, prec, where=obj, ties=ties))
     # iou_scores: boxes from σ + cell (error u·G) and exp(t)·anchor (relative (|t| + 3)u);
     # the +1-convention IoU of such boxes has absolute error ≲ 8u·(G + 1 + max|t|).
     if "iou_scores" in impl:
