@@ -26,7 +26,7 @@ from hypothesis import settings
 import implementations
 from conformance import (
     engine,
-    profiles,  # noqa: F401  (registers the Hypothesis profiles)
+    profiles,
     repro,
 )
 from conformance.engine import ConformanceFailure, Subject
@@ -149,6 +149,7 @@ def pytest_configure(config):
     config.stash[ACTIVE] = suite_requested(config)
     if not config.stash[ACTIVE]:
         return
+    profiles.register()  # before Hypothesis' plugin loads --hypothesis-profile
     if config.getoption("hypothesis_profile", None) is None:
         settings.load_profile("conformance")
     _default_timeout(config)

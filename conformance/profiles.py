@@ -5,9 +5,11 @@ conformance  what a conformance run without --hypothesis-profile loads (the plug
 ci           derandomised (same examples on every run and with or without xdist), no database.
 thorough     nightly: many examples, random.
 
-Importing this module registers them and changes nothing else: Hypothesis' own default
-profile is left alone, so a pytest run of other tests in an environment where this
-package is installed (its plugin is loaded by the pytest11 entry point) is unaffected.
+``register()`` registers them; the plugin calls it only in conformance runs. Importing
+this module changes nothing: the plugin is loaded in every pytest run of an environment
+where this package is installed (pytest11 entry point), and Hypothesis has a "ci" profile
+of its own, which it loads by itself where the CI environment variable is set: other
+tests there keep Hypothesis' profiles.
 
 None runs Hypothesis' explain phase: on a failing property it replays the shrunk example
 hundreds of times to list the lines only failing runs reach (measured on the zoo of
@@ -23,6 +25,10 @@ _COMMON = dict(
     phases=[p for p in Phase if p is not Phase.explain],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-settings.register_profile("conformance", max_examples=50, **_COMMON)
-settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_COMMON)
-settings.register_profile("thorough", max_examples=1000, **_COMMON)
+
+
+def register() -> None:
+    """Register conformance, ci (replacing Hypothesis' own) and thorough."""
+    settings.register_profile("conformance", max_examples=50, **_COMMON)
+    settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_COMMON)
+    settings.register_profile("thorough", max_examples=1000, **_COMMON)

@@ -3,6 +3,7 @@
 
 from hypothesis import settings
 
-from conformance import profiles  # noqa: F401  (registers them)
+from conformance import profiles
 
+profiles.register()
 settings.load_profile("conformance")

@@ -10,6 +10,7 @@ from the wheel.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -110,14 +111,20 @@ def test_regen_checks_the_packaged_fixtures_and_writes_where_asked(installed):
     assert written == packaged and len(written) > 80
 
 
-def test_other_pytest_runs_are_left_alone(installed, tmp_path):
+def test_other_pytest_runs_are_left_alone(installed):
     """The entry point loads the plugin everywhere; outside a conformance run it adds no
-    header, no report and no Hypothesis profile."""
+    header, no report and no Hypothesis profile: the settings a test sees are those of the
+    same run without the plugin (Hypothesis' own, "ci" where the CI variable is set)."""
     _, work, _ = installed
     (work / "test_other.py").write_text(
-        "from hypothesis import settings\n\ndef test_default_profile():\n"
-        "    assert settings.default.max_examples == 100 and settings.default.deadline is not None\n"
+        "from hypothesis import settings\n\ndef test_default_profile():\n    print('DEFAULT', settings.default)\n"
     )
+    seen = []
+    for without in ((), ("-p", "no:conformance")):
+        done = run(installed, "-m", "pytest", "test_other.py", "-p", "no:cacheprovider", "-s", *without)
+        assert done.returncode == 0, done.stdout[-2000:]
+        seen.append(re.findall(r"DEFAULT settings\(.*\)", done.stdout))
+        assert "conformance:" not in done.stdout
+    assert seen[0] == seen[1] and seen[0]
     done = run(installed, "-m", "pytest", "test_other.py", "-p", "no:cacheprovider", "--report-dir", "other")
-    assert done.returncode == 0, done.stdout[-2000:]
-    assert "conformance:" not in done.stdout and not (work / "other").exists()
+    assert done.returncode == 0 and not (work / "other").exists()
