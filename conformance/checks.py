@@ -5,7 +5,7 @@ A ``Check`` is what the engine reports (to the tolerance report) and asserts on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,10 +27,6 @@ class Check:
     passed: bool = True
     message: str = ""
     errors: np.ndarray = field(default=None, repr=False)  # |err| / allowed per compared element
-
-    def record(self) -> dict:
-        """Every field but ``errors``, as a dict (shallow: every field is a number or a str)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "errors"}
 
 
 def _index(flat: int, shape) -> tuple:
@@ -69,14 +65,15 @@ def continuous(
         expected = np.where(_distance(actual, alt) < _distance(actual, expected), alt, expected)
     sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
     err = np.where(sel, _distance(actual, expected), 0.0)
+    n = int(sel.sum())
+    if n == 0 or not err.any():  # nothing compared, or exact everywhere: every error statistic is 0
+        return Check(quantity, "continuous", n=n, ties=ties, atol=float(allowed.flat[0]) if n else 0.0,
+                     errors=np.zeros(n))  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf where beyond float64
         ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
         rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
         ulp = err / _ulp(expected, prec)
-    n = int(sel.sum())
     check = Check(quantity, "continuous", n=n, ties=ties, errors=ratio[sel])
-    if n == 0:
-        return check
     worst = int(np.argmax(ratio))
     check.max_abs, check.max_rel = float(err.max()), float(np.where(sel, rel, 0).max())
     check.max_ulp = float(np.where(sel, ulp, 0).max())

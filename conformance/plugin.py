@@ -24,11 +24,7 @@ import pytest
 from hypothesis import settings
 
 import implementations
-from conformance import (
-    engine,
-    profiles,
-    repro,
-)
+from conformance import engine, profiles, report, repro
 from conformance.engine import ConformanceFailure, Subject
 from conformance.families import FAMILIES, NAMES, family_of
 from conformance.family import PARTS
@@ -178,11 +174,7 @@ def pytest_configure(config):
     config.stash[SUBJECTS] = targets
     config.stash[_XFAILS_KEY] = _xfail_lines(config, targets)
     config.stash[_REASONS_KEY] = reasons
-    try:
-        from conformance.report import ReportPlugin
-    except ImportError:
-        return
-    config.pluginmanager.register(ReportPlugin(config), "conformance-report")
+    config.pluginmanager.register(report.ReportPlugin(config), "conformance-report")
 
 
 def pytest_report_header(config):
@@ -274,25 +266,32 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
 
 
-def _record(subject: Subject, family, part: str, check, case_name: str, test: str) -> None:
-    """Add one Check to the tolerance report (when the report plugin is importable)."""
-    try:
-        from conformance import report
-    except ImportError:
-        return
-    report.add(
-        dict(
-            check.record(),
-            impl=subject.adapter.name,
-            device=subject.device,
-            dtype=subject.precision.name,
-            family=family.name,
-            part=part,
-            test=test,
-            case=case_name,
-            hist=report.histogram(check.errors),
+def _record(subject: Subject, family, checks: list, case_name: str, test: str) -> None:
+    """Add every Check of one case to the tolerance report."""
+    for c in checks:
+        report.add(
+            report.Record(
+                impl=subject.adapter.name,
+                device=subject.device,
+                dtype=subject.precision.name,
+                family=family.name,
+                quantity=c.quantity,
+                kind=c.kind,
+                n=c.n,
+                max_abs=c.max_abs,
+                max_rel=c.max_rel,
+                max_ulp=c.max_ulp,
+                atol=c.atol,
+                rtol=c.rtol,
+                ratio=c.ratio,
+                ties=c.ties,
+                passed=c.passed,
+                test=test,
+                case=case_name,
+                message=c.message[: report.MAX_TEXT],
+                hist=tuple(report.histogram(c.errors)),
+            )
         )
-    )
 
 
 def _failure(case, subject: Subject, test_id: str, message: str, directory: Path) -> ConformanceFailure:
@@ -324,10 +323,8 @@ def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> No
     if not checks:
         keys = family.keys(case)
         pytest.skip(f"{subject.adapter.name} returns none of the {family.title} outputs ({', '.join(keys[:3])}, ...)")
+    _record(subject, family, checks, case.name or engine.fingerprint(case)[:12], test_id)
     part_of = family.part_of(case)
-    name = case.name or engine.fingerprint(case)[:12]
-    for c in checks:
-        _record(subject, family, part_of.get(c.quantity, "targets"), c, name, test_id)
     failed = [(part_of.get(c.quantity, "targets"), c.message) for c in checks if not c.passed]
     if failed:
         message = "\n\n".join(f"[{part}] {m}" for part in PARTS for p, m in failed if p == part)

@@ -10,7 +10,7 @@ Every number is drawn by Hypothesis itself (integers, ``sampled_from``, and
 towards simple values: logits towards 0, boxes towards the smallest side at the origin,
 kinds and features towards the first of their tuple. An array draws its first
 ``PERIOD`` values (C order) and reuses them, rotated, over the rest, so SSD300's 8732 x C
-logits cost as much to draw as 29 values (see ``array_values``). Choices are ``sampled_from``
+logits cost as much to draw as 19 values (see ``array_values``). Choices are ``sampled_from``
 a tuple; where one choice must be more or less likely than another (the realistic sizes
 rarely, saturated and spread logits often) the tuple repeats entries.
 
@@ -37,7 +37,7 @@ from hypothesis.extra import numpy as hnp
 
 COORD_BITS = 8  # coordinates are k / 256
 NEAR = 2.0**-30  # an offset that float32 rounds away near 0.25 .. 1 (its ulp there is >= 2**-25)
-PERIOD = 29  # values drawn per array; prime, so rows, cells and channels never align with it
+PERIOD = 19  # values drawn per array; prime, so rows, cells and channels never align with it
 
 LOGIT_KINDS = ("small", "wide", "saturated", "tied", "near_tie", "spread")
 SATURATED = (-120.0, -40.0, -30.0, -27.625, -17.0, -16.5, 16.5, 17.0, 27.625, 30.0, 40.0, 120.0)
@@ -95,7 +95,7 @@ def array_values(draw, shape, values: tuple) -> np.ndarray:
     An array of at most PERIOD entries is drawn element-wise; a larger one costs PERIOD
     draws whatever its size (SSD300's 8732 x C logits included). Flat position i holds
     drawn value (i + i // PERIOD) mod PERIOD, so the sequence repeats only after PERIOD**2
-    = 841 entries and rows, cells and channels of every size drawn here differ from their
+    = 361 entries and rows, cells and channels of every size drawn here differ from their
     neighbours (PERIOD is prime); larger arrays repeat rows, which only adds ties.
     """
     shape = tuple(int(n) for n in shape)
