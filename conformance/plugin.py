@@ -1,8 +1,9 @@
 """The conformance suite's pytest plugin: which implementations, devices and dtypes run,
 and how a test checks one case (``verify``). The tests themselves are in conformance/suite/.
 
-    pytest conformance                              all bundled implementations
-    pytest conformance --impl pkg.module:adapter    yours (repeatable)
+    pytest conformance                              all bundled implementations (a checkout)
+    pytest --pyargs conformance --impl pkg.mod:adapter   yours, the package installed (repeatable)
+    pytest conformance --limitation S13             a spec rule the implementations do not follow
     pytest conformance --device cpu --dtype float32 restrict the matrix
     pytest conformance --xfails-file known.txt      expected failures: "<test id pattern> <reason>"
     pytest conformance --timeout 60                 per-test limit (default 300 s; 0: none)
@@ -36,7 +37,7 @@ ACTIVE = pytest.StashKey[bool]()  # config.stash[ACTIVE]: this run runs the conf
 SUBJECTS = pytest.StashKey[list]()  # config.stash[SUBJECTS]: the Subjects selected for this run
 _FAILURES_KEY = pytest.StashKey[Path]()  # where failing cases are saved: <report dir>/failures
 
-_REASONS_KEY = pytest.StashKey[dict]()  # target id -> skip_reason at start (None: runs)
+_REASONS_KEY = pytest.StashKey[dict]()  # subject id -> skip_reason at start (None: runs)
 _XFAILS_KEY = pytest.StashKey[list]()  # _xfail_lines, read at start
 DEFAULT_TIMEOUT = 300.0  # seconds per test (pytest-timeout) unless --timeout, PYTEST_TIMEOUT or ini says
 
@@ -90,15 +91,15 @@ def _check_names(option: str, asked: list, valid) -> None:
             raise pytest.UsageError(f"{option} {value!r}: not one of {', '.join(valid)}")
 
 
-def _require_runnable(adapters: list, targets: list, reasons: dict, config) -> None:
+def _require_runnable(adapters: list, subjects: list, reasons: dict, config) -> None:
     """UsageError with every reason when the user asked for devices or dtypes and no
     selected target can run."""
     devices, dtypes = config.getoption("device"), config.getoption("dtype")
-    if not (devices or dtypes) or any(reasons[t.id] is None for t in targets):
+    if not (devices or dtypes) or any(reasons[t.id] is None for t in subjects):
         return
-    why = [f"{t.id}: {reasons[t.id]}" for t in targets]
+    why = [f"{t.id}: {reasons[t.id]}" for t in subjects]
     for spec, adapter in adapters:
-        if not any(t.spec == spec for t in targets):
+        if not any(t.spec == spec for t in subjects):
             why.append(
                 f"{adapter.name} declares devices {', '.join(adapter.devices)} and dtypes {', '.join(adapter.dtypes)}"
             )
@@ -159,7 +160,7 @@ def pytest_configure(config):
     devices, dtypes = config.getoption("device"), config.getoption("dtype")
     _check_names("--device", devices, list(dict.fromkeys(d for _, a in adapters for d in a.devices)))
     _check_names("--dtype", dtypes, DTYPES)
-    targets = [
+    subjects = [
         Subject(spec, adapter, device, precision(dtype), _limitations(spec, adapter, config))
         for spec, adapter in adapters
         for device in adapter.devices
@@ -167,12 +168,12 @@ def pytest_configure(config):
         if (not devices or device in devices) and (not dtypes or dtype in dtypes)
     ]
     try:
-        reasons = {t.id: engine.skip_reason(t) for t in targets}
+        reasons = {t.id: engine.skip_reason(t) for t in subjects}
     except ConformanceFailure as exc:
         raise pytest.UsageError(str(exc)) from None
-    _require_runnable(adapters, targets, reasons, config)
-    config.stash[SUBJECTS] = targets
-    config.stash[_XFAILS_KEY] = _xfail_lines(config, targets)
+    _require_runnable(adapters, subjects, reasons, config)
+    config.stash[SUBJECTS] = subjects
+    config.stash[_XFAILS_KEY] = _xfail_lines(config, subjects)
     config.stash[_REASONS_KEY] = reasons
     config.pluginmanager.register(report.ReportPlugin(config), "conformance-report")
 
@@ -202,13 +203,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
 
 
-def _xfail_lines(config, targets) -> list:
+def _xfail_lines(config, subjects) -> list:
     """(file, line number, pattern, reason, adapter name or None) for every xfail line of
     --xfails-file and of the adapters' own ``xfails_file``; UsageError naming a file that
     cannot be read."""
     files = [(Path(f), None, f"--xfails-file {f}") for f in config.getoption("xfails_file")]
     seen = set()
-    for t in targets:
+    for t in subjects:
         own = getattr(t.adapter, "xfails_file", None)
         if own and (own, t.adapter.name) not in seen:
             seen.add((own, t.adapter.name))

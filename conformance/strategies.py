@@ -138,9 +138,6 @@ def any_logits(draw, shape) -> np.ndarray:
     return logits(draw, shape, kind)
 
 
-logit_arrays = st.composite(any_logits)  # logit_arrays(shape): the strategy
-
-
 def box_corners(draw) -> list:
     """[xmin, ymin, xmax, ymax] binary fractions k/256 with 0 <= min < max <= 1."""
     scale = 2**COORD_BITS

@@ -137,9 +137,6 @@ def _prior_set(draw, realistic: bool = True, dyadic: bool = False) -> np.ndarray
     return _grid_priors(draw, dyadic=kind == "grid")
 
 
-prior_sets = st.composite(_prior_set)
-
-
 # ---------------------------------------------------------------- SSD drafts
 
 
@@ -163,7 +160,7 @@ def _ssd_draft(
 ) -> SsdDraft:
     """A draft with random truths and settings (``ssd_drafts``: the strategy): max_batch
     images (1 with more than 1000 priors), 0..max_truths truths each, C in 2..max_classes;
-    priors from ``prior_sets``."""
+    priors from ``_prior_set``."""
     priors = _prior_set(draw, realistic, dyadic)
     batch = 1 if len(priors) > 1000 else draw(integers(1, max_batch))
     num_classes = draw(integers(2, max_classes))
