@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 
 import numpy as np
 
 PARTS = ("targets", "losses", "gradients")  # what a family's outputs are grouped into
+_FOLDER = ("schema", "compare", "strategies", "corpus", "limitations")  # a family folder's modules (Family.of)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,34 @@ class Family:
     input_key: str  # an input array only this family's fixture files hold
     probe: str  # a small fixture case (name) the coverage tests call every adapter on
     limitations: tuple = ()  # the Limitations an implementation of this family may declare
+
+    @classmethod
+    def of(cls, name: str, title: str, case_type: type, reference, probe: str) -> "Family":
+        """The Family of the folder conformance/families/<name>/, read from its modules:
+        ``reference`` (evaluate, validate: the loss's reference module), schema.py (parts,
+        shapes, to_arrays, from_arrays, input_problem, INPUT_KEY), compare.py (compare),
+        strategies.py (cases(): the default strategy), corpus.py (cases()) and
+        limitations.py (LIMITATIONS)."""
+        folder = {m: import_module(f"{__package__}.families.{name}.{m}") for m in _FOLDER}
+        schema = folder["schema"]
+        return cls(
+            name=name,
+            title=title,
+            case_type=case_type,
+            evaluate=reference.evaluate,
+            validate=reference.validate,
+            parts=schema.parts,
+            shapes=schema.shapes,
+            compare=folder["compare"].compare,
+            cases=folder["strategies"].cases(),
+            corpus=folder["corpus"].cases,
+            to_arrays=schema.to_arrays,
+            from_arrays=schema.from_arrays,
+            input_problem=schema.input_problem,
+            input_key=schema.INPUT_KEY,
+            probe=probe,
+            limitations=folder["limitations"].LIMITATIONS,
+        )
 
     def __repr__(self) -> str:
         return f"Family({self.name!r})"

@@ -269,30 +269,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _record(subject: Subject, family, checks: list, case_name: str, test: str) -> None:
     """Add every Check of one case to the tolerance report."""
+    labels = dict(impl=subject.adapter.name, device=subject.device, dtype=subject.precision.name, family=family.name)
     for c in checks:
-        report.add(
-            report.Record(
-                impl=subject.adapter.name,
-                device=subject.device,
-                dtype=subject.precision.name,
-                family=family.name,
-                quantity=c.quantity,
-                kind=c.kind,
-                n=c.n,
-                max_abs=c.max_abs,
-                max_rel=c.max_rel,
-                max_ulp=c.max_ulp,
-                atol=c.atol,
-                rtol=c.rtol,
-                ratio=c.ratio,
-                ties=c.ties,
-                passed=c.passed,
-                test=test,
-                case=case_name,
-                message=c.message[: report.MAX_TEXT],
-                hist=tuple(report.histogram(c.errors)),
-            )
-        )
+        report.add(report.Record.of(c, **labels, test=test, case=case_name))
 
 
 def _failure(case, subject: Subject, test_id: str, message: str, directory: Path) -> ConformanceFailure:

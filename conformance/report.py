@@ -126,6 +126,14 @@ class Record:
     hist: tuple  # len(BINS) counts of |err| / allowed per bin (see ``histogram``)
 
     @classmethod
+    def of(cls, check, **labels) -> "Record":
+        """The Record of a checks.Check: its fields of the same names, its errors as a
+        histogram; ``labels``: impl, device, dtype, family, test, case."""
+        shared = {f.name: getattr(check, f.name) for f in fields(cls) if hasattr(check, f.name)}
+        shared["message"] = shared["message"][:MAX_TEXT]
+        return cls(**shared, **labels, hist=tuple(histogram(check.errors)))
+
+    @classmethod
     def from_dict(cls, rec: dict) -> "Record":
         """The Record of the engine's dict; RecordError naming a missing or malformed field.
         impl, device, dtype, family and quantity are required, the rest default to 0 / ""

@@ -8,6 +8,8 @@ from conformance.family import missing_or_malformed, scalar
 from reference.cases import SsdCase, SsdSettings
 from reference.outputs import SSD_GRAD_KEYS, SSD_LOSS_KEYS, SSD_TARGET_KEYS
 
+INPUT_KEY = "input.loc"  # the input array only SSD fixture files hold
+
 
 def parts(case: SsdCase) -> dict:
     """{part: keys}: matching, encoding and mining (and the decoded boxes), the two losses,

@@ -390,3 +390,8 @@ def _ssd_cases(draw, max_batch, max_truths, max_classes, realistic, features):
     return SsdCase(
         loc=loc, conf=conf, priors=d.priors, truths=d.truths, settings=d.settings, name=f"generated ssd {feature}"
     )
+
+
+def cases():
+    """The default strategy of valid cases (Family.of)."""
+    return ssd_cases()

@@ -8,6 +8,7 @@ from conformance.family import missing_or_malformed, scalar
 from reference.cases import YoloCase, YoloSettings
 from reference.outputs import YOLO_LOSS_KEYS, YOLO_TARGET_KEYS, layer_key
 
+INPUT_KEY = "input.targets"  # the input array only YOLO fixture files hold
 SETTINGS = ("ignore_thres", "obj_scale", "noobj_scale", "log_clamp")
 
 

@@ -344,3 +344,8 @@ def _yolo_cases(draw, max_batch, max_layers, max_targets, max_classes, realistic
         settings=d.settings,
         name=f"generated yolo {feature}",
     )
+
+
+def cases():
+    """The default strategy of valid cases (Family.of)."""
+    return yolo_cases()
