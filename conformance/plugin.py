@@ -270,8 +270,8 @@ def pytest_collection_modifyitems(config, items):
 def _record(subject: Subject, family, checks: list, case_name: str, test: str) -> None:
     """Add every Check of one case to the tolerance report."""
     labels = dict(impl=subject.adapter.name, device=subject.device, dtype=subject.precision.name, family=family.name)
-    for c in checks:
-        report.add(report.Record.of(c, **labels, test=test, case=case_name))
+    for c, hist in zip(checks, report.histograms([c.errors for c in checks]).tolist()):
+        report.add(report.Record.of(c, hist, **labels, test=test, case=case_name))
 
 
 def _failure(case, subject: Subject, test_id: str, message: str, directory: Path) -> ConformanceFailure:

@@ -75,11 +75,19 @@ class RecordError(ValueError):
 # ---------------------------------------------------------------- histogram
 
 
+def histograms(errors: list) -> np.ndarray:
+    """(len(errors), len(BINS)) int counts: row k counts ``errors[k]`` (|err| / allowed, any
+    shape; NaN counts as > 10) per bin of BINS. One pass over all of them."""
+    arrays = [np.abs(np.asarray(e, dtype=np.float64).ravel()) for e in errors]
+    e = np.concatenate(arrays) if arrays else np.zeros(0)
+    idx = np.minimum(np.searchsorted(np.asarray(BIN_UPPER), np.nan_to_num(e, nan=math.inf), side="left"), len(BINS) - 1)
+    row = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
+    return np.bincount(row * len(BINS) + idx, minlength=len(arrays) * len(BINS)).reshape(len(arrays), len(BINS))
+
+
 def histogram(errors) -> list:
     """Counts of ``errors`` (|err| / allowed, any shape; NaN counts as > 10) per bin of BINS."""
-    e = np.abs(np.asarray(errors, dtype=np.float64).ravel())
-    idx = np.searchsorted(np.asarray(BIN_UPPER), np.nan_to_num(e, nan=math.inf), side="left")
-    return np.bincount(np.minimum(idx, len(BINS) - 1), minlength=len(BINS)).astype(int).tolist()
+    return histograms([errors])[0].tolist()
 
 
 # ---------------------------------------------------------------- typed records
@@ -126,12 +134,12 @@ class Record:
     hist: tuple  # len(BINS) counts of |err| / allowed per bin (see ``histogram``)
 
     @classmethod
-    def of(cls, check, **labels) -> "Record":
-        """The Record of a checks.Check: its fields of the same names, its errors as a
-        histogram; ``labels``: impl, device, dtype, family, test, case."""
+    def of(cls, check, hist=None, **labels) -> "Record":
+        """The Record of a checks.Check: its fields of the same names, ``hist`` (default: its
+        errors' histogram); ``labels``: impl, device, dtype, family, test, case."""
         shared = {f.name: getattr(check, f.name) for f in fields(cls) if hasattr(check, f.name)}
         shared["message"] = shared["message"][:MAX_TEXT]
-        return cls(**shared, **labels, hist=tuple(histogram(check.errors)))
+        return cls(**shared, **labels, hist=tuple(histogram(check.errors) if hist is None else hist))
 
     @classmethod
     def from_dict(cls, rec: dict) -> "Record":
