@@ -252,14 +252,15 @@ def _item_labels(item) -> dict | None:
 def pytest_collection_modifyitems(config, items):
     if not config.stash.get(ACTIVE, False):
         return
+    labels = {item.nodeid: _item_labels(item) or {} for item in items}
     for item in items:  # what the report reads (TestReport.user_properties, also through xdist)
-        item.user_properties.extend((_item_labels(item) or {}).items())
+        item.user_properties.extend(labels[item.nodeid].items())
     for path, number, pattern, reason, name in config.stash[_XFAILS_KEY]:
         hits = [
             item
             for item in items
             if fnmatch.fnmatch(item.nodeid, pattern) or fnmatch.fnmatch(item.name, pattern)
-            if name is None or (_item_labels(item) or {}).get("impl") in (None, name)
+            if name is None or labels[item.nodeid].get("impl") in (None, name)
         ]
         if not hits:
             warnings.warn(pytest.PytestConfigWarning(f"{path}:{number}: xfail pattern {pattern!r} matches no test"))

@@ -524,10 +524,11 @@ def dumps(doc: dict) -> str:
 _STORE = Aggregate()
 
 
-def add(rec: dict) -> None:
-    """Aggregate one comparison. ``rec`` fields: those of ``Record`` (impl, device, dtype,
-    family, quantity required; kind, n, max_abs, max_rel, max_ulp, atol, rtol, ratio, ties,
-    passed, test, case, message, hist optional); RecordError naming a missing or bad field."""
+def add(rec: dict | Record) -> None:
+    """Aggregate one comparison: a Record (``Record.of(check, ...)``), or a dict of its fields
+    (impl, device, dtype, family, quantity required; kind, n, max_abs, max_rel, max_ulp, atol,
+    rtol, ratio, ties, passed, test, case, message, hist optional); RecordError naming a
+    missing or bad field."""
     _STORE.add(rec)
 
 

@@ -9,14 +9,13 @@ whole suite on a correct and a wrong toy implementation, as a user would.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.processes import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,9 +135,9 @@ def project(tmp_path_factory) -> Path:
     return copy
 
 
-def run(project: Path, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(project)}
-    return subprocess.run([sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+def run(project: Path, *args):
+    """``python *args`` in the copy, the copy first on the path (tests.processes)."""
+    return run_python(*args, cwd=project, path=[project], timeout=900)
 
 
 def test_toy_family_gets_fixtures_tests_and_a_report(project):
