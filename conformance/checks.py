@@ -36,13 +36,15 @@ def _index(flat: int, shape) -> tuple:
 def _ulp(expected: np.ndarray, prec: Precision) -> np.ndarray:
     """Spacing of the implementation's precision at each expected value (normal range)."""
     mag = np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
-    return 2.0 ** np.floor(np.log2(mag)) * 2 * prec.u
+    return np.ldexp(2 * prec.u, np.frexp(mag)[1] - 1)  # 2u·2**floor(log2 mag), exactly
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a − b|, 0 where equal (inf == inf), inf where undefined (NaN)."""
     with np.errstate(invalid="ignore"):
-        return np.where(a == b, 0.0, np.nan_to_num(np.abs(a - b), nan=np.inf))
+        d = np.abs(a - b)
+    d = np.where(a == b, 0.0, d)
+    return np.where(d == d, d, np.inf)  # NaN (the only value unequal to itself) -> inf
 
 
 def continuous(
@@ -56,42 +58,58 @@ def continuous(
     """
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
-    allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), expected.shape)
     if actual.shape != expected.shape:
         return Check(
             quantity, "continuous", passed=False, message=f"{quantity}: shape {actual.shape}, expected {expected.shape}"
         )
+    err = _distance(actual, expected)
     for alt in alternatives:
-        expected = np.where(_distance(actual, alt) < _distance(actual, expected), alt, expected)
-    sel = np.ones(expected.shape, bool) if where is None else np.asarray(where, bool)
-    err = np.where(sel, _distance(actual, expected), 0.0)
-    n = int(sel.sum())
-    if n == 0 or not err.any():  # nothing compared, or exact everywhere: every error statistic is 0
-        return Check(quantity, "continuous", n=n, ties=ties, atol=float(allowed.flat[0]) if n else 0.0,
-                     errors=np.zeros(n))  # fmt: skip
+        alt_err = _distance(actual, alt)
+        nearer = alt_err < err
+        expected, err = np.where(nearer, alt, expected), np.where(nearer, alt_err, err)
+    allowed = np.asarray(allowed, dtype=np.float64)
+    if allowed.shape != expected.shape:
+        allowed = np.broadcast_to(allowed, expected.shape)
+    # the compared elements, flattened (C order); ``flat[i]`` is the i-th one's flat index
+    if where is None:
+        e, x, tol = err.ravel(), expected.ravel(), allowed.ravel()
+        flat = np.arange(e.size)
+    else:
+        flat = np.flatnonzero(np.broadcast_to(np.asarray(where, bool), expected.shape))
+        e, x, tol = err.ravel()[flat], expected.ravel()[flat], allowed.ravel()[flat]
+    n = e.size
+    if n == 0 or not e.any():  # nothing compared, or exact everywhere: every error statistic is 0
+        return Check(quantity, "continuous", n=n, ties=ties, atol=float(tol[0]) if n else 0.0, errors=np.zeros(n))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf where beyond float64
-        ratio = np.where(sel, err / np.maximum(allowed, np.finfo(np.float64).tiny), 0.0)
-        rel = np.where(err == 0, 0.0, err / np.abs(expected))  # inf where expected is 0
-        ulp = err / _ulp(expected, prec)
-    check = Check(quantity, "continuous", n=n, ties=ties, errors=ratio[sel])
-    worst = int(np.argmax(ratio))
-    check.max_abs, check.max_rel = float(err.max()), float(np.where(sel, rel, 0).max())
-    check.max_ulp = float(np.where(sel, ulp, 0).max())
-    check.ratio, check.atol = float(ratio.flat[worst]), float(allowed.flat[worst])
-    bad = sel & (ratio > 1)
-    check.passed = not bad.any()
-    if not check.passed:
-        i_abs, i_rel = int(np.argmax(err)), int(np.argmax(np.where(sel, rel, 0)))
+        ratio = e / np.maximum(tol, np.finfo(np.float64).tiny)
+        rel = np.where(e == 0, 0.0, e / np.abs(x))  # inf where expected is 0
+        ulp = e / _ulp(x, prec)
+    worst, i_abs, i_rel = int(np.argmax(ratio)), int(np.argmax(e)), int(np.argmax(rel))
+    bad = int(np.count_nonzero(ratio > 1))
+    check = Check(
+        quantity,
+        "continuous",
+        n=n,
+        max_abs=float(e[i_abs]),
+        max_rel=float(rel[i_rel]),
+        max_ulp=float(ulp.max()),
+        ratio=float(ratio[worst]),
+        atol=float(tol[worst]),
+        ties=ties,
+        passed=not bad,
+        errors=ratio,
+    )
+    if bad:
         shape = expected.shape
         check.message = (
             f"{quantity}: Tensor-likes are not close!\n"
-            f"Mismatched elements: {int(bad.sum())} / {n} ({100 * bad.sum() / n:.1f}%)\n"
-            f"Greatest absolute difference: {err.flat[i_abs]:.6g} at index {_index(i_abs, shape)} "
-            f"(up to {allowed.flat[i_abs]:.3g} allowed; got {float(actual.flat[i_abs]):.10g}, "
-            f"expected {float(expected.flat[i_abs]):.10g})\n"
-            f"Greatest relative difference: {rel.flat[i_rel]:.6g} at index {_index(i_rel, shape)}\n"
-            f"Worst against its tolerance: {ratio.flat[worst]:.3g}x allowed at index "
-            f"{_index(worst, shape)}" + (f"\n{note}" if note else "")
+            f"Mismatched elements: {bad} / {n} ({100 * bad / n:.1f}%)\n"
+            f"Greatest absolute difference: {e[i_abs]:.6g} at index {_index(flat[i_abs], shape)} "
+            f"(up to {tol[i_abs]:.3g} allowed; got {float(actual.flat[flat[i_abs]]):.10g}, "
+            f"expected {x[i_abs]:.10g})\n"
+            f"Greatest relative difference: {rel[i_rel]:.6g} at index {_index(flat[i_rel], shape)}\n"
+            f"Worst against its tolerance: {ratio[worst]:.3g}x allowed at index "
+            f"{_index(flat[worst], shape)}" + (f"\n{note}" if note else "")
         )
     return check
 

@@ -1,14 +1,14 @@
 """Tolerance reports: what failed and how to replay it, and how close every implementation
 came to the reference, per quantity.
 
-The engine calls ``add(rec)`` once per comparison (a dict; ``add`` builds a ``Record`` from
-it). Records are aggregated at once per (impl, device, dtype, family, quantity) into an
-``Entry``. Promised outputs an implementation does not return are listed per (impl,
+The pytest plugin calls ``add(Record.of(check, ...))`` once per comparison (``add`` also
+takes a dict of a Record's fields). Records are aggregated at once per (impl, device,
+dtype, family, quantity) into an ``Entry``. Promised outputs an implementation does not return are listed per (impl,
 device, dtype, family) under "not returned" (``add_missing``, called by
-conformance/test_coverage.py). The pytest outcome of every test and every failure (a
+conformance/suite/test_coverage.py). The pytest outcome of every test and every failure (a
 ``Failure``: message and repro command) are counted per (impl, device, dtype, family),
 read from the test report's ``user_properties`` ("impl", "device", "dtype", "family": set
-at collection by conformance/conftest.py); tests without them count under "other tests".
+at collection by conformance/plugin.py); tests without them count under "other tests".
 
 ``ReportPlugin`` merges the aggregates of pytest-xdist workers and writes
 ``<dir>/<run>.json``, ``.md`` and ``.html`` plus ``<dir>/latest.*``, each atomically
@@ -31,6 +31,7 @@ Headroom = 1 - ratio: 1 is exact, 0 is at the tolerance, below 0 fails.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -137,7 +138,7 @@ class Record:
     def of(cls, check, hist=None, **labels) -> "Record":
         """The Record of a checks.Check: its fields of the same names, ``hist`` (default: its
         errors' histogram); ``labels``: impl, device, dtype, family, test, case."""
-        shared = {f.name: getattr(check, f.name) for f in fields(cls) if hasattr(check, f.name)}
+        shared = {name: getattr(check, name) for name in _shared_fields(type(check))}
         shared["message"] = shared["message"][:MAX_TEXT]
         return cls(**shared, **labels, hist=tuple(histogram(check.errors) if hist is None else hist))
 
@@ -167,6 +168,13 @@ class Record:
             message=_field(rec, "message", str, "")[:MAX_TEXT],
             hist=hist,
         )
+
+
+@functools.cache
+def _shared_fields(check_type: type) -> tuple:
+    """The names of Record's fields that the dataclass ``check_type`` (checks.Check) also has."""
+    theirs = {f.name for f in fields(check_type)}
+    return tuple(f.name for f in fields(Record) if f.name in theirs)
 
 
 def _nanmax(a: float, b: float) -> float:
@@ -253,11 +261,16 @@ class Entry:
 
     def merge(self, b: "Entry") -> "Entry":
         """Two aggregates of the same key combined; commutative and associative."""
-        kinds = sorted(set(filter(None, self.kind.split(",") + b.kind.split(","))))
-        examples = sorted(set(self.examples + b.examples), key=lambda e: (e.test, e.case, e.message))
+        # each side's kind and examples are already sorted, unique and cut to MAX_EXAMPLES
+        kind = self.kind
+        if b.kind != kind:
+            kind = ",".join(sorted(set(filter(None, f"{self.kind},{b.kind}".split(",")))))
+        examples = self.examples or b.examples
+        if self.examples and b.examples:
+            examples = sorted(set(self.examples + b.examples), key=lambda e: (e.test, e.case, e.message))
         return Entry(
             **{k: getattr(self, k) for k in KEY_FIELDS},
-            kind=",".join(kinds),
+            kind=kind,
             cases=self.cases + b.cases,
             elements=self.elements + b.elements,
             **{k: _nanmax(getattr(self, k), getattr(b, k)) for k in ("max_abs", "max_rel", "max_ulp", "max_ratio")},

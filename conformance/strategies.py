@@ -5,14 +5,16 @@ Each family draws its cases in its own folder (conformance/families/<name>/strat
 one adversarial feature (a composite ``feature(draft) -> draft``), then the logits, one
 kind of ``LOGIT_KINDS`` per array (``any_logits``).
 
-Every number is drawn by Hypothesis itself (integers, ``sampled_from``, and
-``hypothesis.extra.numpy.arrays`` element by element), so a failing example shrinks
-towards simple values: logits towards 0, boxes towards the smallest side at the origin,
-kinds and features towards the first of their tuple. An array draws its first
-``PERIOD`` values (C order) and reuses them, rotated, over the rest, so SSD300's 8732 x C
-logits cost as much to draw as 19 values (see ``array_values``). Choices are ``sampled_from``
-a tuple; where one choice must be more or less likely than another (the realistic sizes
-rarely, saturated and spread logits often) the tuple repeats entries.
+Every number is drawn by Hypothesis itself, so a failing example shrinks towards simple
+values: logits towards 0, boxes towards the smallest side at the origin, kinds and
+features towards the first of their tuple. Structure (sizes, counts, kinds, features) is
+drawn with integers and ``sampled_from``; the numbers of a row, a box or an array's
+values with ``codes``: several 16-bit codes in one bytes choice, each shrinking on its
+own, because every Hypothesis choice costs about 25 µs whatever its size. An array draws
+its first ``PERIOD`` values (C order) and reuses them, rotated, over the rest, so
+SSD300's 8732 x C logits cost one choice (see ``array_values``). Choices are
+``sampled_from`` a tuple; where one choice must be more or less likely than another (the
+realistic sizes rarely, saturated and spread logits often) the tuple repeats entries.
 
 Every feature and kind is reported with ``hypothesis.event`` ("yolo: shared cell",
 "logits saturated", ...), so ``--hypothesis-show-statistics`` shows what a run covered.
@@ -33,7 +35,6 @@ import numpy as np
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from hypothesis.extra import numpy as hnp
 
 COORD_BITS = 8  # coordinates are k / 256
 NEAR = 2.0**-30  # an offset that float32 rounds away near 0.25 .. 1 (its ulp there is >= 2**-25)
@@ -53,13 +54,24 @@ sampled_from = functools.cache(st.sampled_from)  # hashable arguments (tuples) o
 
 
 @functools.cache
-def binary_fractions(lo: float, hi: float, bits: int = COORD_BITS) -> st.SearchStrategy[float]:
-    """Floats k / 2**bits in [lo, hi] (lo, hi multiples of 2**-bits): exact in float32.
+def codes(count: int) -> st.SearchStrategy[np.ndarray]:
+    """(count,) int64 codes in [0, 2**16), drawn as one Hypothesis choice: a string of
+    2·count bytes read as big-endian uint16.
 
-    Shrinks towards 0 (or the bound nearest 0).
+    Hypothesis shrinks a bytes choice byte by byte towards 0, so each code shrinks on its
+    own towards 0, as ``count`` integer draws would; but one choice costs about what one
+    integer draw does (~25 µs), where ``count`` of them cost ``count`` times that.
     """
-    scale = 2**bits
-    return st.integers(int(np.ceil(lo * scale)), int(np.floor(hi * scale))).map(lambda k: k / scale)
+    return st.binary(min_size=2 * count, max_size=2 * count).map(_uint16)
+
+
+def _uint16(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=">u2").astype(np.int64)
+
+
+def pick(code, n: int):
+    """The index in [0, n) of a code of ``codes`` (uniform for n <= 2**16; code 0 is index 0)."""
+    return (code * n) >> 16
 
 
 def _by_magnitude(values) -> tuple:
@@ -82,27 +94,27 @@ KIND_VALUES = {
 
 
 @functools.cache
-def _elements(values: tuple, count: int) -> st.SearchStrategy[np.ndarray]:
-    """(count,) float64 arrays, each element drawn from ``values`` (no fill value)."""
-    return hnp.arrays(np.float64, count, elements=st.sampled_from(values), fill=st.nothing())
+def _table(values: tuple) -> np.ndarray:
+    return np.array(values, dtype=np.float64)
 
 
 def array_values(draw, shape, values: tuple) -> np.ndarray:
     """A float64 array of ``shape`` whose first min(size, PERIOD) entries (C order) are
-    drawn one by one from ``values``; the rest reuse them, block j of PERIOD entries
-    rotated by j.
+    drawn from ``values``; the rest reuse them, block j of PERIOD entries rotated by j.
 
-    An array of at most PERIOD entries is drawn element-wise; a larger one costs PERIOD
-    draws whatever its size (SSD300's 8732 x C logits included). Flat position i holds
-    drawn value (i + i // PERIOD) mod PERIOD, so the sequence repeats only after PERIOD**2
-    = 361 entries and rows, cells and channels of every size drawn here differ from their
-    neighbours (PERIOD is prime); larger arrays repeat rows, which only adds ties.
+    The drawn entries are one Hypothesis choice (``codes``), each uniform over ``values``
+    and shrinking on its own towards ``values[0]``, the simplest.
+    Flat position i holds drawn entry (i + i // PERIOD) mod PERIOD, so the sequence repeats
+    only after PERIOD**2 = 361 entries and rows, cells and channels of every size drawn
+    here differ from their neighbours (PERIOD is prime); larger arrays repeat rows, which
+    only adds ties. SSD300's 8732 x C logits cost one choice.
     """
     shape = tuple(int(n) for n in shape)
     size = math.prod(shape)
-    drawn = draw(_elements(values, min(size, PERIOD)))
+    count = min(size, PERIOD)
+    drawn = _table(values)[pick(draw(codes(count)), len(values))]
     i = np.arange(size)
-    return drawn[(i + i // PERIOD) % len(drawn)].reshape(shape)
+    return drawn[(i + i // PERIOD) % count].reshape(shape)
 
 
 def logits(draw, shape, kind: str) -> np.ndarray:
@@ -139,15 +151,15 @@ def any_logits(draw, shape) -> np.ndarray:
 
 
 def box_corners(draw) -> list:
-    """[xmin, ymin, xmax, ymax] binary fractions k/256 with 0 <= min < max <= 1."""
+    """[xmin, ymin, xmax, ymax] binary fractions k/256 with 0 <= min < max <= 1 (one choice).
+
+    Per axis a side in 1..256 and an offset in 0..256 - side (units of 1/256), shrinking
+    towards the smallest side at the origin."""
     scale = 2**COORD_BITS
-    box = []
-    for _ in range(2):
-        side = draw(integers(1, scale))
-        lo = draw(integers(0, scale - side))
-        box.append((lo, lo + side))
-    (x0, x1), (y0, y1) = box
-    return [x0 / scale, y0 / scale, x1 / scale, y1 / scale]
+    c = draw(codes(4))
+    side = 1 + pick(c[:2], scale)
+    lo = pick(c[2:], scale + 1 - side)
+    return [float(v) for v in np.concatenate([lo, lo + side]) / scale]
 
 
 def check_features(features, known: tuple) -> tuple:

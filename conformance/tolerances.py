@@ -77,6 +77,9 @@ class Intervals:
 
     def __init__(self, lo, hi):
         lo, hi = np.atleast_1d(np.asarray(lo, np.float64)), np.atleast_1d(np.asarray(hi, np.float64))
+        if lo.size == 1:  # one piece: nothing to sort or join
+            self.lo, self.hi = lo, hi
+            return
         order = np.argsort(lo, kind="stable")
         lo, hi = lo[order], np.maximum.accumulate(hi[order])
         start = np.concatenate([[True], lo[1:] > hi[:-1]])  # a new piece where a gap opens

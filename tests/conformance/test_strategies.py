@@ -62,13 +62,14 @@ def rate(strategy, condition, draws: int = 100) -> float:
     return float(np.mean([bool(condition(case)) for case in drawn(strategy, draws)]))
 
 
-def assert_rate(feature_strategy, condition, at_least: float):
-    """The feature's sub-strategy produces the feature in >= ``at_least`` of its cases.
+def assert_rate(feature_strategy, condition, at_least: float, draws: int = 100):
+    """The feature's sub-strategy produces the feature in >= ``at_least`` of its first
+    ``draws`` cases.
 
     The thresholds sit well below the measured rates and well above the rate of plain
     random cases, so a sub-strategy that stopped building its feature fails.
     """
-    got = rate(feature_strategy, condition)
+    got = rate(feature_strategy, condition, draws)
     assert got >= at_least, f"feature produced in {got:.0%} of cases, expected >= {at_least:.0%}"
 
 
@@ -313,7 +314,10 @@ def test_ssd_reaches_tiny_and_extreme_truths():
 
 
 def test_ssd_reaches_float32_match_flip():
-    """A near tie: the case rounded to float32 changes a forced prior or a threshold decision."""
+    """A near tie: the case rounded to float32 changes a forced prior or a threshold decision.
+
+    Measured: 24 % of 300 derandomized cases (13 % of the first 100, Hypothesis' simplest;
+    16 % to 43 % of 100 over 8 random seeds); plain cases: 0 % to 11 %."""
 
     def flips(c):
         for m64, m32 in zip(ssd_matches(c), ssd_matches(c, "float32")):
@@ -323,7 +327,7 @@ def test_ssd_reaches_float32_match_flip():
                 return True
         return False
 
-    assert_rate(SS.ssd_cases(features=("near_tie",)), flips, 0.15)
+    assert_rate(SS.ssd_cases(features=("near_tie",)), flips, 0.15, draws=300)
 
 
 def test_ssd_reaches_tied_mining_scores():

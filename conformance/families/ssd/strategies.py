@@ -336,11 +336,13 @@ def ssd_no_truths(draw, d: SsdDraft) -> SsdDraft:
 def ssd_near_tie(draw, d: SsdDraft) -> SsdDraft:
     """A threshold or tie case moved by 2**-30: decided in float64, tied in float32.
 
-    The sign that changes the decision in float32 comes first (drawn more often, kept by
-    shrinking): an IoU just below the threshold (positive once rounded), a truth nearer
+    The sign that changes the decision in float32 comes first (drawn twice as often, kept
+    by shrinking): an IoU just below the threshold (positive once rounded), a truth nearer
     the later of two tied priors (the earlier wins the float32 tie).
     """
-    builder, signs = draw(sampled_from(((ssd_threshold_iou, (-NEAR, NEAR)), (ssd_tied_priors, (NEAR, -NEAR)))))
+    builder, signs = draw(
+        sampled_from(((ssd_threshold_iou, (-NEAR, -NEAR, NEAR)), (ssd_tied_priors, (NEAR, NEAR, -NEAR))))
+    )
     return draw(builder(d, offset=draw(sampled_from(signs))))
 
 

@@ -40,11 +40,22 @@ def _decisions(assignment, targets, grid, eps):
     decides them alike: the best anchor per distinct (w, h), the column per distinct cx,
     the row per distinct cy."""
     out = []
+    if not len(targets):
+        return out
     near_cell = eps["cell"] * grid
+    # which rows have more than one admissible outcome (grouped below only where some has)
+    best = np.take_along_axis(assignment.wh_iou, assignment.best_anchor[:, None], axis=1)
+    gxy = targets[:, 2:4] * grid
+    cells = np.clip(np.floor(np.stack([gxy - near_cell, gxy + near_cell])), 0, grid - 1)
+    open_rows = {
+        "best_anchor": (assignment.wh_iou >= best - eps["iou"]).sum(axis=1) > 1,
+        "gi": cells[0, :, 0] != cells[1, :, 0],
+        "gj": cells[0, :, 1] != cells[1, :, 1],
+    }
     for field, cols in (("best_anchor", slice(4, 6)), ("gi", slice(2, 3)), ("gj", slice(3, 4))):
-        keys = targets[:, cols]
-        if not len(keys):
+        if not open_rows[field].any():
             continue
+        keys = targets[:, cols]
         _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         for group, t in enumerate(first):
             ref = int(getattr(assignment, field)[t])

@@ -20,9 +20,10 @@ from conformance.strategies import (
     COORD_BITS,
     NEAR,
     any_logits,
-    binary_fractions,
     check_features,
+    codes,
     integers,
+    pick,
     sampled_from,
 )
 from reference.cases import YoloCase, YoloSettings
@@ -123,16 +124,19 @@ def anchor_sets(img_dim: float) -> st.SearchStrategy[np.ndarray]:
     )
 
 
+@functools.cache
 def yolo_target_row(batch: int, num_classes: int) -> st.SearchStrategy[tuple]:
-    """One target row (b, class, cx, cy, w, h): cx, cy k/256 in [0, 1], w, h k/256 in (0, 1]."""
-    return st.tuples(
-        integers(0, batch - 1),
-        integers(0, num_classes - 1),
-        binary_fractions(0, 1),
-        binary_fractions(0, 1),
-        binary_fractions(2**-COORD_BITS, 1),
-        binary_fractions(2**-COORD_BITS, 1),
-    )
+    """One target row (b, class, cx, cy, w, h) as one choice (``codes``): cx, cy k/256 in
+    [0, 1], w, h k/256 in (0, 1]; shrinks towards (0, 0, 0, 0, 1/256, 1/256)."""
+    return codes(6).map(functools.partial(_target_row, batch, num_classes))
+
+
+def _target_row(batch: int, num_classes: int, c: np.ndarray) -> tuple:
+    scale = 2**COORD_BITS
+    b, cls = pick(c[0], batch), pick(c[1], num_classes)
+    cx, cy = pick(c[2:4], scale + 1) / scale
+    w, h = (1 + pick(c[4:6], scale)) / scale
+    return (float(b), float(cls), float(cx), float(cy), float(w), float(h))
 
 
 def _yolo_settings(draw) -> YoloSettings:
