@@ -73,14 +73,18 @@ def main() -> int:
                     examples, seconds = measure(root, spec, args.dtype)
                     rates[spec, version].append((examples / seconds, examples * parts / seconds))
         print(f"property tests, ci profile, cpu {args.dtype}, one process, medians of {args.rounds} rounds")
-        print(f"{'implementation':<40} {'version':<22} {'examples/s':>10} {'parts/s':>9} {'parts/s ratio':>14}")
+        print("(per round: this checkout's parts/s over the earlier one's measured just before it)")
+        head = f"{'implementation':<40} {'version':<22} {'examples/s':>10} {'parts/s':>9} {'parts/s ratio':>14}"
+        print(f"{head} {'per round: min .. max':>22}")
         for spec in args.impl or BUNDLED:
-            base = None
+            base, (first, last) = None, versions
+            per_round = [p / q for (_, p), (_, q) in zip(rates[spec, last], rates[spec, first])]
             for version in versions:
                 eps = statistics.median(r for r, _ in rates[spec, version])
                 pps = statistics.median(p for _, p in rates[spec, version])
                 base = base or pps
-                print(f"{spec:<40} {version:<22} {eps:>10.1f} {pps:>9.1f} {pps / base:>13.2f}x")
+                spread = f"{min(per_round):.2f}x .. {max(per_round):.2f}x" if version == last else ""
+                print(f"{spec:<40} {version:<22} {eps:>10.1f} {pps:>9.1f} {pps / base:>13.2f}x {spread:>22}")
     return 0
 
 

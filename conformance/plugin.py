@@ -291,12 +291,13 @@ def _failure(case, subject: Subject, test_id: str, message: str, directory: Path
     return ConformanceFailure(message + f"\n\ncase: {case.name or 'generated'}; reproduce with:\n    {command}")
 
 
-def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> None:
+def check(subject: Subject, family, case, test_id: str, failures_dir=None, judged: bool = False) -> None:
     """Check every part of ``case`` on ``subject``: the body of every conformance test.
 
     Skips (with the reason) what the subject does not cover or cannot run here, a case
-    decided by a rule it declares it does not follow (the rule named) and a case on which
-    it returns none of the promised keys; records every Check in the tolerance
+    decided by a rule it declares it does not follow (the rule named; ``judged``: the
+    caller drew the case among those it is judged on, see ``engine.declared``) and a case
+    on which it returns none of the promised keys; records every Check in the tolerance
     report, by part; fails with every failing check, grouped by part, and the command that
     replays the case (saved under ``failures_dir``, default reports/failures).
     """
@@ -305,7 +306,7 @@ def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> No
     reason = engine.skip_reason(subject)
     if reason:
         pytest.skip(f"{subject.adapter.name} on {subject.device}: {reason}")
-    for lim in engine.declared(subject, family, case):
+    for lim in () if judged else engine.declared(subject, family, case):
         pytest.skip(f"{subject.adapter.name} declares it does not follow {lim.rule} ({lim.summary})")
     try:
         checks = engine.run(subject, family, case)
@@ -324,6 +325,7 @@ def check(subject: Subject, family, case, test_id: str, failures_dir=None) -> No
 
 @pytest.fixture(scope="session")
 def verify(pytestconfig):
-    """verify(subject, family, case, test_id): ``check`` with this run's failures directory."""
+    """verify(subject, family, case, test_id, judged=False): ``check`` with this run's
+    failures directory."""
     directory = pytestconfig.stash[_FAILURES_KEY]
-    return lambda subject, family, case, test_id: check(subject, family, case, test_id, directory)
+    return lambda subject, family, case, test_id, judged=False: check(subject, family, case, test_id, directory, judged)

@@ -559,16 +559,50 @@ def reset() -> None:
     _STORE = Aggregate()
 
 
+_SHARD = re.compile(r"([1-9]\d*)/([1-9]\d*)")  # a report's "shard": K/N
+
+
+def _shards_missing(named: list) -> list:
+    """The shards ("K/N") absent from ``named``'s reports, each labelled by its "shard" field
+    (``--shard K/N``); [] when no report is a shard's. RecordError naming a malformed
+    label, a shard given twice, reports of different N, or shard reports mixed with
+    unsharded ones."""
+    seen: dict = {}  # "K/N" (None: unsharded) -> name of the report
+    splits = set()  # the N of every shard report
+    for name, doc in named:
+        shard = doc.get("shard")
+        if shard is not None:
+            m = _SHARD.fullmatch(str(shard))
+            if not m or int(m[1]) > int(m[2]):
+                raise RecordError(f"{name}: field 'shard' = {shard!r}: not K/N with 1 <= K <= N")
+            splits.add(int(m[2]))
+            if shard in seen:
+                raise RecordError(f"{name}: shard {shard} is given twice (also {seen[shard]}): its counts would double")
+        seen[shard] = name
+    sharded = sorted(s for s in seen if s is not None)
+    if sharded and None in seen:
+        raise RecordError(f"{seen[None]}: not a shard's report, merged with the shard reports {', '.join(sharded)}")
+    if len(splits) > 1:
+        raise RecordError(f"shards of different splits: {', '.join(sharded)}")
+    n = splits.pop() if splits else 0
+    return [f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in seen]
+
+
 def merge_reports(named: list) -> dict:
     """One report of several JSON reports, given as (name, doc) pairs: the reports of the
     shards of a run (``--shard K/N``) give the document of one unsharded run. Aggregates,
     failures, outcome counts and outputs not returned merge as xdist workers' do; the
     "incomplete" sections are joined, each reason and lost worker prefixed with its
-    report's name. RecordError naming a report of another format or bins."""
+    report's name, and a missing shard makes the merge incomplete. RecordError naming a
+    report of another format or bins, or a shard given twice (see ``_shards_missing``)."""
     total, reasons, crashed, not_run, lost = Aggregate(), [], set(), set(), []
     for name, doc in named:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION or doc.get("bins") != list(BINS):
             raise RecordError(f"{name}: not a conformance report of format {FORMAT_VERSION} with bins {' '.join(BINS)}")
+    missing = _shards_missing(named)
+    if missing:
+        reasons.append(f"shard{'s' * (len(missing) > 1)} {', '.join(missing)} not merged: their tests are not counted")
+    for name, doc in named:
         total.merge(Aggregate.from_dict(doc))
         part = doc.get("incomplete") or {}
         if part:
@@ -1191,6 +1225,9 @@ class ReportPlugin(CollectedTests):
         total.merge(self.workers)
         total.merge(self.local)
         doc = total.to_dict()
+        shard = self.config.getoption("shard", None)  # conformance/gate.py's --shard K/N, checked there
+        if shard:
+            doc["shard"] = "/".join(str(int(v)) for v in shard.split("/"))
         incomplete = self._incomplete()
         if incomplete:
             doc["incomplete"] = incomplete

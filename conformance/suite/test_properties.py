@@ -23,4 +23,4 @@ def test_property(subject, family, data, verify):
     if subject.limitations:
         cases = cases.filter(lambda case: _judged(subject, family, case))
     case = data.draw(cases, label="case")
-    verify(subject, family, case, f"test_property[{subject.id}-{family.name}]")
+    verify(subject, family, case, f"test_property[{subject.id}-{family.name}]", judged=True)

@@ -56,6 +56,7 @@ def test_merged_shards_equal_one_unsharded_run(tmp_path):
     assert done.returncode == 0, done.stderr
     docs = {name: json.loads(text(tmp_path, name, "json")) for name in ("whole", "shard1", "shard2", "merged")}
     assert docs["merged"] == docs["whole"]
+    assert (docs["shard1"]["shard"], docs["shard2"]["shard"]) == ("1/2", "2/2") and "shard" not in docs["whole"]
     for k in (1, 2):  # a real split: each shard ran some tests, failing and passing, and not all
         outcomes = docs[f"shard{k}"]["summary"]["outcomes"]
         assert outcomes.get("passed") and outcomes.get("failed") and outcomes != docs["whole"]["summary"]["outcomes"]
@@ -78,6 +79,25 @@ def test_merge_joins_incomplete_sections_and_refuses_other_formats():
     assert "incomplete" not in report.merge_reports([("c.json", empty), ("d.json", empty)])
     with pytest.raises(report.RecordError, match="old.json: not a conformance report of format"):
         report.merge_reports([("old.json", dict(empty, format=1))])
+
+
+def test_merge_counts_each_shard_once_and_says_which_are_missing():
+    empty = report.Aggregate().to_dict()
+    a, b, c = (dict(empty, shard=f"{k}/3") for k in (1, 2, 3))
+    assert "incomplete" not in report.merge_reports([("c", c), ("a", a), ("b", b)])
+    doc = report.merge_reports([("a", a), ("c", c)])
+    assert doc["incomplete"]["reason"] == "shard 2/3 not merged: their tests are not counted"
+    assert "shards 2/3, 3/3 not merged" in report.merge_reports([("a", a)])["incomplete"]["reason"]
+    refused = {
+        "b.json: shard 2/3 is given twice \\(also a.json\\)": [("a.json", b), ("b.json", b)],
+        "u.json: not a shard's report, merged with the shard reports 1/3": [("a.json", a), ("u.json", empty)],
+        "shards of different splits: 1/2, 1/3": [("a", a), ("x", dict(empty, shard="1/2"))],
+        "x.json: field 'shard' = '4/3': not K/N": [("x.json", dict(empty, shard="4/3"))],
+        "y.json: field 'shard' = 'two': not K/N": [("y.json", dict(empty, shard="two"))],
+    }
+    for says, named in refused.items():
+        with pytest.raises(report.RecordError, match=says):
+            report.merge_reports(named)
 
 
 def test_merge_of_a_file_that_is_not_a_report_is_a_one_line_error(tmp_path):
