@@ -10,7 +10,7 @@ An adapter covers a family by having a method named ``family.name``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 
 import numpy as np
@@ -43,7 +43,7 @@ class Family:
     parts: Callable  # (case) -> {part: tuple of keys} for every part of PARTS: the key schema
     shapes: Callable  # (case) -> {key: shape} the adapter protocol promises for this case
     compare: Callable  # (case, outputs, Precision, parts) -> [checks.Check]; case rounded already
-    cases: object  # a Hypothesis SearchStrategy of valid cases
+    cases: object  # a Hypothesis SearchStrategy of valid cases, every adversarial feature mixed
     corpus: Callable  # () -> [case]: the golden fixture cases, unique names
     to_arrays: Callable  # (case) -> {"input.*": np.ndarray}: the fixture format of the inputs
     from_arrays: Callable  # (arrays, name) -> case; inverse of to_arrays
@@ -51,16 +51,19 @@ class Family:
     input_key: str  # an input array only this family's fixture files hold
     probe: str  # a small fixture case (name) the coverage tests call every adapter on
     limitations: tuple = ()  # the Limitations an implementation of this family may declare
+    # feature name -> a SearchStrategy of cases with that adversarial feature: the property
+    # tests, one per feature (none: one test on ``cases``)
+    features: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, name: str, title: str, case_type: type, reference, probe: str) -> "Family":
         """The Family of the folder conformance/families/<name>/, read from its modules:
         ``reference`` (evaluate, validate: the loss's reference module), schema.py (parts,
         shapes, to_arrays, from_arrays, input_problem, INPUT_KEY), compare.py (compare),
-        strategies.py (cases(): the default strategy), corpus.py (cases()) and
-        limitations.py (LIMITATIONS)."""
+        strategies.py (cases(features=FEATURES): the strategy; FEATURES: the adversarial
+        features, optional), corpus.py (cases()) and limitations.py (LIMITATIONS)."""
         folder = {m: import_module(f"{__package__}.families.{name}.{m}") for m in _FOLDER}
-        schema = folder["schema"]
+        schema, strategies = folder["schema"], folder["strategies"]
         return cls(
             name=name,
             title=title,
@@ -70,7 +73,7 @@ class Family:
             parts=schema.parts,
             shapes=schema.shapes,
             compare=folder["compare"].compare,
-            cases=folder["strategies"].cases(),
+            cases=strategies.cases(),
             corpus=folder["corpus"].cases,
             to_arrays=schema.to_arrays,
             from_arrays=schema.from_arrays,
@@ -78,6 +81,7 @@ class Family:
             input_key=schema.INPUT_KEY,
             probe=probe,
             limitations=folder["limitations"].LIMITATIONS,
+            features={f: strategies.cases(features=(f,)) for f in getattr(strategies, "FEATURES", ())},
         )
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.errors import Unsatisfiable
 
 import implementations
 from conformance import engine, profiles, report, repro
@@ -200,7 +201,11 @@ def pytest_generate_tests(metafunc):
     if "subject" in metafunc.fixturenames:
         subjects = metafunc.config.stash.get(SUBJECTS, [])
         metafunc.parametrize("subject", subjects, ids=[t.id for t in subjects])
-    if "family" in metafunc.fixturenames:
+    if "feature" in metafunc.fixturenames:  # one test per family and adversarial feature
+        pairs = [(f, feature) for f in FAMILIES for feature in tuple(f.features) or (None,)]
+        ids = [f.name if feature is None else f"{f.name}-{feature}" for f, feature in pairs]
+        metafunc.parametrize(("family", "feature"), pairs, ids=ids)
+    elif "family" in metafunc.fixturenames:
         metafunc.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
 
 
@@ -267,6 +272,24 @@ def pytest_collection_modifyitems(config, items):
             warnings.warn(pytest.PytestConfigWarning(f"{path}:{number}: xfail pattern {pattern!r} matches no test"))
         for item in hits:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A property test whose every drawn case is decided by a rule its implementation
+    declares it does not follow (Hypothesis: Unsatisfiable) is skipped, naming the rules."""
+    try:
+        return (yield)
+    except Unsatisfiable:
+        params = getattr(pyfuncitem, "callspec", None) and pyfuncitem.callspec.params
+        subject, family = (params or {}).get("subject"), (params or {}).get("family")
+        rules = [lim.rule for lim in getattr(family, "limitations", ()) if lim in getattr(subject, "limitations", ())]
+        if not rules:
+            raise
+        pytest.skip(
+            f"{subject.adapter.name} declares it does not follow {', '.join(rules)}: one of them decides "
+            "every case drawn here"
+        )
 
 
 def pytest_collection_finish(session):

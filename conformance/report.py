@@ -129,7 +129,7 @@ class Record:
     ratio: float  # max |err| / allowed (<= 1 passes; NaN fails)
     ties: int  # decisions accepted as (near-)ties
     passed: bool
-    test: str  # the test that compared, e.g. "test_property[torch-cpu-float64-yolo]"
+    test: str  # the test that compared, e.g. "test_property[torch-cpu-float64-yolo-plain]"
     case: str  # fixture name or the generated case's fingerprint prefix
     message: str  # the mismatch message (failures)
     hist: tuple  # len(BINS) counts of |err| / allowed per bin (see ``histogram``)

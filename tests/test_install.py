@@ -92,7 +92,8 @@ def test_pytest_pyargs_runs_the_whole_suite_on_an_outside_adapter(installed):
     junit = ET.parse(installed[1] / "junit.xml").getroot()
     passed = {c.get("name") for c in junit.iter("testcase") if len(c) == 0 or all(e.tag == "properties" for e in c)}
     assert {
-        "test_property[mine-cpu-float64-ssd]",
+        "test_property[mine-cpu-float64-ssd-plain]",
+        "test_property[mine-cpu-float64-ssd-no_truths]",
         "test_fixture[mine-cpu-float64-S4_later_truth_wins]",
         "test_returns[mine-cpu-float64-ssd-matched]",
         "test_reference_reproduces_fixture[Y1_decode]",

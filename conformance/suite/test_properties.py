@@ -1,7 +1,9 @@
-"""Every implementation against the reference on cases Hypothesis draws, one test per
-implementation, device, dtype and loss family: each drawn case is run once and every part
-(targets, losses, gradients) is checked on it; failures and the report name the part.
-Cases decided by a rule the implementation declares it does not follow are not drawn."""
+"""Every implementation against the reference on cases Hypothesis draws: one test per
+implementation, device, dtype, loss family and adversarial feature (``family.features``;
+a family without features has one test), so every feature is drawn in every run. Each
+drawn case is run once and every part (targets, losses, gradients) is checked on it;
+failures and the report name the part. Cases decided by a rule the implementation
+declares it does not follow are not drawn (a test whose every case is is skipped)."""
 
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -18,9 +20,10 @@ def _judged(subject, family, case) -> bool:
 
 
 @given(data=st.data())
-def test_property(subject, family, data, verify):
-    cases = family.cases
+def test_property(subject, family, feature, data, verify):
+    cases = family.cases if feature is None else family.features[feature]
     if subject.limitations:
         cases = cases.filter(lambda case: _judged(subject, family, case))
     case = data.draw(cases, label="case")
-    verify(subject, family, case, f"test_property[{subject.id}-{family.name}]", judged=True)
+    name = family.name if feature is None else f"{family.name}-{feature}"
+    verify(subject, family, case, f"test_property[{subject.id}-{name}]", judged=True)

@@ -268,6 +268,49 @@ def test_yolo_identical_targets_on_an_anchor_tie_are_one_decision():
     assert failures(yolo_compare.compare(case, out, "float64")) == []
 
 
+def test_yolo_many_tied_targets_all_moved_by_last_index_ties():
+    """Nine targets of different sizes on one cell, two identical anchors: nine tie
+    decisions (2**9 combinations, beyond MAX_COMBINATIONS). Last-index ties put all nine on
+    anchor 1; moving them one at a time from the reference's choices never empties anchor
+    0, so the search starts from every decision's last choice too (found by the property
+    test of the anchor_tie feature on tests/zoo's v_yolo_last_anchor_ties)."""
+    sides = [(1, h) for h in range(1, 9)] + [(2, 1)]
+    case = YoloCase(
+        outputs=(np.zeros((1, 12, 1, 1)),),
+        anchors=(np.array([[1.0, 1.0], [1.0, 1.0]]),),
+        targets=np.array([[0, 0, 0, 0, w / 256, h / 256] for w, h in sides]),
+        num_classes=1,
+        img_dim=8.0,
+    )
+    assert 2 ** len(sides) > yolo_compare.MAX_COMBINATIONS
+    out = yolo_last_anchor_on_ties(case)
+    assert not np.array_equal(out["layer0.obj_mask"], ry.evaluate(case)["layer0.obj_mask"]), "needs a tie"
+    checks = yolo_compare.compare(case, out, "float64")
+    assert failures(checks) == [] and sum(c.ties for c in checks) > 0
+
+
+def test_yolo_ignore_tie_hidden_by_a_saturated_noobj_gradient():
+    """wh-IoU exactly ignore_thres (0.5) on anchor 1: in float32 either noobj bit is
+    admissible. tests/zoo's v_only_losses_grads (BCE by a clamped log1p; no masks returned)
+    keeps the cell noobj, but its logit 16.75 saturates σ to 1 in float32, so the clamped
+    log leaves a zero gradient there, as an ignored cell would: the losses decide (found by
+    the property test of the ignore_threshold feature)."""
+    from tests.zoo.adapters import VARIANTS
+
+    x = np.zeros((1, 24, 2, 2))
+    x[0, 8 + 4, 0, 0] = 16.75  # anchor 1's conf at cell (0, 0)
+    case = YoloCase(
+        outputs=(x,),
+        anchors=(np.array([[1.0, 1.0], [8.0, 8.0], [4.0, 8.0]]),),
+        targets=np.array([[0, 0, 0, 0, 0.25, 0.5], [0, 0, 0, 0, 1 / 256, 1 / 256]]),
+        num_classes=3,
+        img_dim=16.0,
+    )
+    out = VARIANTS["v_only_losses_grads"].yolo(case, "cpu", "float32")
+    assert out["layer0.grad"].reshape(1, 3, 8, 2, 2)[0, 1, 4, 0, 0] == 0  # hidden by saturation
+    assert failures(yolo_compare.compare(case.astype("float32"), out, "float32")) == []
+
+
 def test_yolo_placements_are_judged_on_tcls_too():
     """Rows 0 and 1 tie on both anchors; last-index ties put both on anchor 1 (row 0 hidden
     by the collision there) and row 2 on anchor 0: only the multi-hot tcls tells it from

@@ -336,7 +336,7 @@ def test_one_bad_fixture_fails_its_own_tests_and_the_rest_runs(tmp_path):
 
     code, out = pytest_run("--co")
     assert code == 0, out[-3000:]
-    assert "test_properties.py::test_property[" in out and "-yolo]" in out and "-ssd]" in out
+    assert "test_properties.py::test_property[" in out and "-yolo-plain]" in out and "-ssd-near_tie]" in out
     assert "test_reference_reproduces_fixture[Y7_three_layers.npz]" in out
     code, out = pytest_run("-k", "Y7_three_layers or Y8_no_targets or Y5_two_targets_one_cell", "-rf")
     assert code == 1, out[-3000:]

@@ -26,7 +26,7 @@ def test_junit_xml_carries_message_and_repro_command_with_xdist(tmp_path):
         "--junitxml",
         xml,
         "-k",
-        "(test_fixture and Y5_two_targets_one_cell) or (test_property and yolo)",
+        "(test_fixture and Y5_two_targets_one_cell) or (test_property and yolo-plain)",
         "--report-dir",
         tmp_path / "reports",
     )

@@ -183,7 +183,7 @@ def test_toy_family_gets_fixtures_tests_and_a_report(project):
     for dtype in ("float64", "float32"):
         assert outcome[f"test_property[toy-impl-cpu-{dtype}-toy]"] == "passed"
         assert outcome[f"test_property[toy-wrong-cpu-{dtype}-toy]"] == "failed"
-        assert outcome[f"test_property[toy-impl-cpu-{dtype}-yolo]"] == "skipped"  # covers no YOLOv3 loss
+        assert outcome[f"test_property[toy-impl-cpu-{dtype}-yolo-plain]"] == "skipped"  # covers no YOLOv3 loss
         assert outcome[f"test_fixture[toy-impl-cpu-{dtype}-T2_small]"] == "passed"
         assert outcome[f"test_fixture[toy-wrong-cpu-{dtype}-T2_small]"] == "failed"
         assert outcome[f"test_returns[toy-impl-cpu-{dtype}-toy-grad]"] == "passed"

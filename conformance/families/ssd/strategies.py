@@ -394,6 +394,9 @@ def _ssd_cases(draw, max_batch, max_truths, max_classes, realistic, features):
     )
 
 
-def cases():
-    """The default strategy of valid cases (Family.of)."""
-    return ssd_cases()
+FEATURES = SSD_FEATURES  # one property test each (Family.of)
+
+
+def cases(features=SSD_FEATURES):
+    """The strategy of valid cases with one of ``features`` each (Family.of)."""
+    return ssd_cases(features=features)

@@ -4,10 +4,11 @@ For each layer:
 1. The reference's assignment (best anchor and cell per target) is computed with its
    margins. A decision whose margin is below the precision's decision epsilon has several
    admissible outcomes; targets with equal inputs (the same w, h; the same cx; the same
-   cy) are one decision. The engine tries each combination (beyond MAX_COMBINATIONS, one
-   decision at a time) and keeps the one that best explains the implementation: fewest obj_mask differences,
-   then the nearest tx .. th and tcls (or, without them, the losses and gradient that
-   pass best).
+   cy) are one decision. The engine tries each combination (beyond MAX_COMBINATIONS, the
+   reference's choices, every decision's lowest and every decision's highest, then one
+   decision at a time) and keeps the one that best explains the implementation: fewest
+   obj_mask differences, then the nearest tx .. th and tcls (or, without them, the losses
+   and gradient that pass best).
 2. Masks are compared exactly, except noobj_mask cells decided by a near-tie ignore
    comparison and class_mask cells decided by a near-tie class argmax.
 3. Losses and gradients are compared with the reference re-evaluated on the
@@ -82,8 +83,7 @@ def _distance(case, k, impl, a, built, eps, prec):
             0,
             float(sum(np.nan_to_num(np.abs(impl[key][obj] - built[key][obj]), nan=np.inf).sum() for key in keys)),
         )
-    failed = [c for c in _judge(case, k, impl, a, built, 0, eps, prec, ("losses", "gradients"))[0] if not c.passed]
-    return (len(failed), float(sum(min(c.ratio, 1e300) for c in failed)))
+    return _failing(_judge(case, k, impl, a, built, 0, eps, prec, ("losses", "gradients"))[0])
 
 
 def _choose(case, k, impl, eps, prec):
@@ -121,9 +121,14 @@ def _choose(case, k, impl, eps, prec):
                 best, best_score = found, score
             if explained(score):
                 break
-    else:  # one decision at a time, MAX_SWEEPS sweeps
-        combo = [c[0] for c in choices]
-        best, best_score = explain(combo)
+    else:  # one decision at a time, MAX_SWEEPS sweeps, from the best of three starts: the
+        # reference's choices, and every decision's lowest and highest choice, as an argmax
+        # that takes the first or the last tied index (or a floor rounding down or up) makes
+        best, best_score, combo = None, (np.inf, np.inf, np.inf), None
+        for start in ([c[0] for c in choices], [min(c) for c in choices], [max(c) for c in choices]):
+            found, score = explain(start)
+            if score < best_score:
+                best, best_score, combo = found, score, start
         for _ in range(MAX_SWEEPS):
             improved = False
             for d, options in enumerate(choices):
@@ -141,16 +146,21 @@ def _choose(case, k, impl, eps, prec):
     return a, built, ties
 
 
-def _impl_noobj(impl, built, num_classes):
-    """(B, A, G, G) bool noobj cells the implementation reports: noobj_mask, else the non-obj
-    cells with a non-zero conf-channel gradient (it vanishes only where σ rounds to 0, whose
-    gradient is 0 either way); None when it returns neither."""
+def _impl_noobj(impl, built, num_classes, admissible):
+    """The (B, A, G, G) bool noobj masks the implementation's outputs admit where an ignore
+    near-tie (``admissible``) lets it choose: [its noobj_mask] when it returns one; from its
+    gradient, the non-obj cells with a non-zero conf-channel gradient, and, where some
+    admissible cell's gradient is 0, also that mask with those cells flipped (a zero
+    gradient is an ignored cell or a noobj cell whose σ saturated, 0 or 1 with the log
+    clamped: the losses tell them apart); [] when it returns neither."""
     if "noobj_mask" in impl:
-        return impl["noobj_mask"].astype(bool)
+        return [impl["noobj_mask"].astype(bool)]
     if "grad" not in impl:
-        return None
+        return []
     B, A, G, _ = built["obj_mask"].shape
-    return (impl["grad"].reshape(B, A, num_classes + 5, G, G)[:, :, 4] != 0) & ~built["obj_mask"]
+    zero = (impl["grad"].reshape(B, A, num_classes + 5, G, G)[:, :, 4] == 0) & ~built["obj_mask"]
+    hidden = zero & admissible
+    return [~zero & ~built["obj_mask"]] + ([~zero & ~built["obj_mask"] | hidden] if hidden.any() else [])
 
 
 def _noobj_admissible(a, targets, shape, eps, prec):
@@ -186,16 +196,31 @@ def compare(case: YoloCase, out: dict, prec, parts=("targets", "losses", "gradie
 def _judge(case, k, impl, a, built, ties, eps, prec, parts):
     """The checks of layer k's outputs ``impl`` (keys without the layer prefix) against the
     reference built on assignment ``a``, and the layer's admissible loss_total (None
-    without the losses part)."""
-    x, pre = case.outputs[k], layer_key(k, "")
-    evaluated = dict(built)
+    without the losses part). Where an ignore near-tie admits either noobj bit, the
+    reference is re-evaluated on the implementation's own choice (``_impl_noobj``; of two
+    candidates, the one whose losses and gradient fail fewest checks)."""
     noobj_adm = _noobj_admissible(a, case.targets, built["noobj_mask"].shape, eps, prec)
-    impl_noobj = _impl_noobj(impl, built, case.num_classes)
-    if impl_noobj is not None:  # its own choice where an ignore near-tie admits either
-        evaluated["noobj_mask"] = np.where(noobj_adm, impl_noobj, built["noobj_mask"])
+    checks = _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec) if "targets" in parts else []
+    options = [
+        np.where(noobj_adm, m, built["noobj_mask"]) for m in _impl_noobj(impl, built, case.num_classes, noobj_adm)
+    ]
+    evaluations = [dict(built, noobj_mask=m) for m in options] or [built]
+    judged = [_judge_values(case, k, impl, e, ties, prec, parts) for e in evaluations]
+    value_checks, total = min(judged, key=lambda j: _failing(j[0]))
+    return checks + value_checks, total
+
+
+def _failing(checks) -> tuple:
+    """(number of failing checks, their summed excess ratio): lower explains better."""
+    failed = [c for c in checks if not c.passed]
+    return (len(failed), float(sum(min(c.ratio, 1e300) for c in failed)))
+
+
+def _judge_values(case, k, impl, evaluated, ties, prec, parts):
+    """The loss and gradient checks of layer k against the reference on ``evaluated`` (the
+    built targets, with the noobj_mask judged), and the admissible loss_total."""
+    x, pre = case.outputs[k], layer_key(k, "")
     checks, total = [], None
-    if "targets" in parts:
-        checks += _target_checks(k, impl, built, noobj_adm, ties, case, eps, prec)
     if "losses" in parts:
         ref_losses = ry.loss_terms(x, evaluated, case.settings, prob_dtype=prec.name)
         sets = loss_sets(x, evaluated, case, k, ref_losses, prec)

@@ -213,6 +213,9 @@ def yolo_ignore_threshold(draw, d: YoloDraft, offset: float = 0.0) -> YoloDraft:
     Anchor (p, q) cells with p, q >= 1 (so the 1e-16 of Y2 vanishes), target (t p, q)
     cells: inter = t p q, union = p q, IoU = t exactly in binary arithmetic. ``offset``
     is added to the target's w (the near-tie variant: IoU just above or below t).
+    Three times in four, the next anchor (appended to a single one) takes the target's
+    own size, so that it is the best anchor and the ignore rule alone decides the other
+    one's cell (else the IoU-t anchor may be the best, placed whatever the rule).
     Needs a layout with a power-of-two stride for layer 0 (``yolo_drafts(dyadic=True)``).
     """
     t = draw(sampled_from((0.5, 0.25, 0.75)))
@@ -221,11 +224,15 @@ def yolo_ignore_threshold(draw, d: YoloDraft, offset: float = 0.0) -> YoloDraft:
     p, q = draw(integers(1, g0)), draw(integers(1, g0))
     idx = draw(integers(0, len(d.anchors[0]) - 1))
     new = _one_row(draw, d)
-    anchor, (new[4], new[5]) = (p * stride, q * stride), (t * p / g0 + offset, q / g0)
+    anchor, own = np.array([p, q]) * stride, np.array([t * p, q]) * stride  # own: the target's size, pixels
+    new[4:6] = own / d.img_dim + [offset, 0.0]
     if draw(st.booleans()):  # the transposed target: IoU t with the transposed anchor
-        anchor, (new[4], new[5]) = anchor[::-1], (new[5], new[4])
+        anchor, own, new[4:6] = anchor[::-1], own[::-1], new[5:3:-1]
     a = d.anchors[0].copy()
     a[idx] = anchor
+    if draw(sampled_from((True, True, True, False))):  # another anchor is the best: IoU 1
+        a = np.concatenate([a, own[None]]) if len(a) == 1 else a
+        a[(idx + 1) % len(a)] = own
     return _with_rows(draw, _with_layer0_anchors(d, a), new, settings=replace(d.settings, ignore_thres=t))
 
 
@@ -350,6 +357,9 @@ def _yolo_cases(draw, max_batch, max_layers, max_targets, max_classes, realistic
     )
 
 
-def cases():
-    """The default strategy of valid cases (Family.of)."""
-    return yolo_cases()
+FEATURES = YOLO_FEATURES  # one property test each (Family.of)
+
+
+def cases(features=YOLO_FEATURES):
+    """The strategy of valid cases with one of ``features`` each (Family.of)."""
+    return yolo_cases(features=features)
