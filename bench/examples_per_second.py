@@ -30,7 +30,8 @@ BUNDLED = (
     "implementations.torch_batched:adapter",
     "implementations.onnx_runtime:adapter",
 )
-_PHASE = re.compile(r"during generate phase \(([0-9.]+) seconds\):.*?(\d+) passing examples", re.S)
+# "- 100 passing examples, ..." (Hypothesis < 6.16x) or "- 12 passing, 0 failing, ..." (newer)
+_PHASE = re.compile(r"during generate phase \(([0-9.]+) seconds\):.*?(\d+) passing\b", re.S)
 
 
 def property_tests(root: Path) -> list:
