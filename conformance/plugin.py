@@ -281,6 +281,8 @@ def pytest_pyfunc_call(pyfuncitem):
     try:
         return (yield)
     except Unsatisfiable:
+        if not pyfuncitem.config.stash.get(ACTIVE, False):
+            raise
         params = getattr(pyfuncitem, "callspec", None) and pyfuncitem.callspec.params
         subject, family = (params or {}).get("subject"), (params or {}).get("family")
         rules = [lim.rule for lim in getattr(family, "limitations", ()) if lim in getattr(subject, "limitations", ())]

@@ -70,7 +70,7 @@ def _uint16(data: bytes) -> np.ndarray:
 
 
 def pick(code, n: int):
-    """The index in [0, n) of a code of ``codes`` (uniform for n <= 2**16; code 0 is index 0)."""
+    """The index in [0, n) of a code of ``codes``: each index has 2**16 // n or one more codes; code 0 is index 0."""
     return (code * n) >> 16
 
 
