@@ -121,6 +121,21 @@ def ssd_last_prior_on_ties(case, dtype="float64"):
     return rs.evaluate(case, matches=matches, neg_mask=flipped.neg_mask[:, ::-1].copy())
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ssd_two_truths_moved_together_by_last_index_ties(dtype):
+    """Truth 0 ties priors 0 and 1, truth 1 ties priors 1 and 2. Last-index ties force
+    them onto 1 and 2; from the reference's 0 and 1, moving either truth alone explains no
+    more (truth 1 would win prior 1 by IoU), so the search also starts from every group's
+    last tied prior (found by a thorough run of tests/zoo's v_ssd_last_ties)."""
+    size = 0.1875
+    priors = np.array([[0.4375, 0.6875, size, size], [0.5625, 0.6875, size, size], [0.5625, 0.8125, size, size]])
+    truths = [[0.46875, 0.59375, 0.515625, 0.78125, 0], [0.46875, 0.64453125, 0.546875, 0.85546875, 0]]
+    case = one_image_ssd(truths, priors, 3, seed=1, threshold=0.25).astype(dtype)
+    out = ssd_last_prior_on_ties(case, dtype)
+    assert not np.array_equal(out["loc_t"], rs.evaluate(case)["loc_t"]), "needs a tie"
+    assert failures(ssd_compare.compare(case, out, dtype)) == []
+
+
 def ssd_earlier_truth_wins(case, dtype="float64"):
     """Forced matching with the earlier truth winning a shared prior (S4 says later)."""
     thr = case.settings.threshold

@@ -127,8 +127,9 @@ def _match_image(truths, case, ok, impl_pos, eps, prec):
 
     Truths whose best prior is a near-tie may be forced onto any tied prior; truths tied
     over the same priors (identical boxes, boxes overlapping no prior) are one decision. The
-    search starts from each group's likeliest candidate (a positive the implementation
-    gave to that group), then improves one group (then one truth, then the truths sharing
+    search starts from the best of the reference's choices, each group's likeliest
+    candidate (a positive the implementation gave to that group) and each group's last
+    tied prior (a last-index argmax), then improves one group (then one truth, then the truths sharing
     a forced prior) at a time for MAX_SWEEPS sweeps: linear in the candidates, where trying
     every combination would be exponential in the tied truths.
     """
@@ -156,13 +157,18 @@ def _match_image(truths, case, ok, impl_pos, eps, prec):
         return cand, _explain_score(cand, ok, impl_pos, threshold, eps, prec)
 
     best, best_score = m, _explain_score(m, ok, impl_pos, threshold, eps, prec)
-    if best_score:  # start from the likeliest candidates
-        bp = m.best_prior.copy()
-        for g, a in zip(groups, alts):
-            bp[g] = a[0]
-        start, score = explain(bp)
-        if score < best_score:
-            best, best_score = start, score
+    # other starts: every group's likeliest candidate, and every group's last tied prior
+    # (an argmax that takes the last index; moving one truth there at a time may not
+    # improve, as when one truth's last prior is another's first)
+    cands = [cand for cand, _ in tied.values()]
+    for starts in ([a[0] for a in alts], [c.max() for c in cands]):
+        if best_score:
+            bp = m.best_prior.copy()
+            for g, c in zip(groups, starts):
+                bp[g] = c
+            start, score = explain(bp)
+            if score < best_score:
+                best, best_score = start, score
     moves = list(zip(groups, alts))  # whole groups first, then single truths of larger groups
     moves += [(np.array([j]), a) for g, a in zip(groups, alts) if len(g) > 1 for j in g]
     for _ in range(MAX_SWEEPS):
