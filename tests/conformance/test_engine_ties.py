@@ -136,6 +136,27 @@ def test_ssd_two_truths_moved_together_by_last_index_ties(dtype):
     assert failures(ssd_compare.compare(case, out, dtype)) == []
 
 
+def test_ssd_positive_hidden_from_grad_loc_is_read_from_grad_conf():
+    """Two identical truths on two identical priors, threshold 1: prior 1's IoU is exactly
+    1 (a float32 threshold tie). Its loc equals loc_t (all 0), so grad_loc is 0 there; its
+    grad_conf row still shows the target class (found by a thorough run of tests/zoo's
+    v_only_losses_grads, which returns only losses and gradients)."""
+    from tests.zoo.adapters import VARIANTS
+
+    box = [0.0, 0.0, 2**-8, 2**-8]
+    priors = np.array([[2**-9, 2**-9, 2**-8, 2**-8]] * 2)
+    case = SsdCase(
+        loc=np.zeros((1, 2, 4)),
+        conf=np.zeros((1, 2, 2)),
+        priors=priors,
+        truths=(np.array([box + [0], box + [0]]),),
+        settings=SsdSettings(threshold=1.0),
+    ).astype("float32")
+    out = VARIANTS["v_only_losses_grads"].ssd(case, "cpu", "float32")
+    assert not out["grad_loc"].any()  # no positive shows in grad_loc
+    assert failures(ssd_compare.compare(case, out, "float32")) == []
+
+
 def ssd_earlier_truth_wins(case, dtype="float64"):
     """Forced matching with the earlier truth winning a shared prior (S4 says later)."""
     thr = case.settings.threshold

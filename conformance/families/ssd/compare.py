@@ -36,14 +36,22 @@ MAX_CANDIDATES = 8
 
 
 def _impl_pos(impl: dict):
-    """(B, P) bool positives the implementation reports: pos_mask, else conf_t > 0, else the
-    priors with a non-zero grad_loc row (the smooth-L1 gradient vanishes only where loc
-    equals loc_t exactly); None when it returns none of them."""
+    """(B, P) bool positives the implementation reports: pos_mask, else conf_t > 0, else
+    from its gradients: the priors with a non-zero grad_loc row, or a grad_conf row whose
+    most negative entry is not the background's (softmax − onehot is negative only at the
+    target class). Either alone can miss a positive: grad_loc vanishes where loc equals
+    loc_t exactly, grad_conf where the softmax saturates. None when it returns none of them."""
     if "pos_mask" in impl:
         return impl["pos_mask"].astype(bool)
     if "conf_t" in impl:
         return impl["conf_t"] > 0
-    return (impl["grad_loc"] != 0).any(axis=-1) if "grad_loc" in impl else None
+    if "grad_loc" not in impl and "grad_conf" not in impl:
+        return None
+    pos = (impl["grad_loc"] != 0).any(axis=-1) if "grad_loc" in impl else False
+    if "grad_conf" in impl:
+        g = impl["grad_conf"]
+        pos = pos | ((g.min(axis=-1) < 0) & (g.argmin(axis=-1) != 0))
+    return pos
 
 
 def _impl_neg(impl: dict, pos):
