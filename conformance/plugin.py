@@ -203,10 +203,15 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("subject", subjects, ids=[t.id for t in subjects])
     if "feature" in metafunc.fixturenames:  # one test per family and adversarial feature
         pairs = [(f, feature) for f in FAMILIES for feature in tuple(f.features) or (None,)]
-        ids = [f.name if feature is None else f"{f.name}-{feature}" for f, feature in pairs]
-        metafunc.parametrize(("family", "feature"), pairs, ids=ids)
+        metafunc.parametrize(("family", "feature"), pairs, ids=[feature_id(f, feature) for f, feature in pairs])
     elif "family" in metafunc.fixturenames:
         metafunc.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+
+
+def feature_id(family, feature: str | None) -> str:
+    """The test id part of a property test's family and feature: "ssd-tied_priors", or the
+    family's name for a family without features."""
+    return family.name if feature is None else f"{family.name}-{feature}"
 
 
 def _xfail_lines(config, subjects) -> list:

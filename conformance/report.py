@@ -3,9 +3,9 @@ came to the reference, per quantity.
 
 The pytest plugin calls ``add(Record.of(check, ...))`` once per comparison (``add`` also
 takes a dict of a Record's fields). Records are aggregated at once per (impl, device,
-dtype, family, quantity) into an ``Entry``. Promised outputs an implementation does not return are listed per (impl,
-device, dtype, family) under "not returned" (``add_missing``, called by
-conformance/suite/test_coverage.py). The pytest outcome of every test and every failure (a
+dtype, family, quantity) into an ``Entry``. Promised outputs an implementation does not
+return are listed per (impl, device, dtype, family) under "not returned"
+(``add_missing``, called by conformance/suite/test_coverage.py). The pytest outcome of every test and every failure (a
 ``Failure``: message and repro command) are counted per (impl, device, dtype, family),
 read from the test report's ``user_properties`` ("impl", "device", "dtype", "family": set
 at collection by conformance/plugin.py); tests without them count under "other tests".
@@ -1225,9 +1225,11 @@ class ReportPlugin(CollectedTests):
         total.merge(self.workers)
         total.merge(self.local)
         doc = total.to_dict()
-        shard = self.config.getoption("shard", None)  # conformance/gate.py's --shard K/N, checked there
+        shard = self.config.getoption("shard", None)  # conformance/gate.py's --shard K/N
         if shard:
-            doc["shard"] = "/".join(str(int(v)) for v in shard.split("/"))
+            from conformance.gate import parse_shard  # gate imports this module
+
+            doc["shard"] = "%d/%d" % parse_shard(shard)
         incomplete = self._incomplete()
         if incomplete:
             doc["incomplete"] = incomplete

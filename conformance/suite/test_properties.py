@@ -9,6 +9,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from conformance import engine
+from conformance.plugin import feature_id
 
 
 def _judged(subject, family, case) -> bool:
@@ -25,5 +26,4 @@ def test_property(subject, family, feature, data, verify):
     if subject.limitations:
         cases = cases.filter(lambda case: _judged(subject, family, case))
     case = data.draw(cases, label="case")
-    name = family.name if feature is None else f"{family.name}-{feature}"
-    verify(subject, family, case, f"test_property[{subject.id}-{name}]", judged=True)
+    verify(subject, family, case, f"test_property[{subject.id}-{feature_id(family, feature)}]", judged=True)

@@ -137,9 +137,9 @@ def _match_image(truths, case, ok, impl_pos, eps, prec):
     over the same priors (identical boxes, boxes overlapping no prior) are one decision. The
     search starts from the best of the reference's choices, each group's likeliest
     candidate (a positive the implementation gave to that group) and each group's last
-    tied prior (a last-index argmax), then improves one group (then one truth, then the truths sharing
-    a forced prior) at a time for MAX_SWEEPS sweeps: linear in the candidates, where trying
-    every combination would be exponential in the tied truths.
+    tied prior (a last-index argmax), then improves one group (then one truth, then the
+    truths sharing a forced prior) at a time for MAX_SWEEPS sweeps: linear in the
+    candidates, where trying every combination would be exponential in the tied truths.
     """
     threshold = case.settings.threshold
     m = rs.match(truths, case.priors, threshold)
